@@ -1,0 +1,1 @@
+"""The ``descentlab`` command: parsing and printing only; the work lives in the wings."""

@@ -1,0 +1,342 @@
+"""``descentlab navigate`` and ``descentlab nav-bench`` (SPEC B), and the navigation demo part."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from descentlab.core.config import add_config_args, config_from_args
+from descentlab.core.errors import InputError
+
+SENSOR_PREFIX = {"soft": "soft_", "ray": ""}
+MAPPER_PREFIX = {"note": "note_", "logodds": ""}
+NAV_PRESETS = {
+    # the note's setup: its map, the soft sensor, the gradient mapper; one cell per step,
+    # a replan every step, the planner reads the mapper's estimate everywhere
+    "note": {"map": "note", "sensor": "soft", "mapper": "note",
+             "nav": {"k": 1, "replan": "always", "unknown": -1.0}},
+}
+
+
+def _sensor_config(args):
+    from descentlab.planning.sensors import SENSORS
+
+    return config_from_args(SENSORS[args.sensor][0], args, prefix=SENSOR_PREFIX[args.sensor])
+
+
+def _mapper_config(args):
+    from descentlab.planning.mapping import MAPPERS
+
+    return config_from_args(MAPPERS[args.mapper][0], args, prefix=MAPPER_PREFIX[args.mapper])
+
+
+def _nav_config(args):
+    from descentlab.planning.navigate import NavConfig
+
+    preset = getattr(args, "preset", None)
+    base = NavConfig(**NAV_PRESETS[preset]["nav"]) if preset else None
+    return config_from_args(NavConfig, args, base=base)
+
+
+def _planner_config(args):
+    from descentlab.planning.planner import PRESETS, PlannerConfig
+
+    try:
+        return config_from_args(PlannerConfig, args, prefix="planner_",
+                                base=PRESETS[args.planner_preset])
+    except ValueError as e:
+        raise InputError(str(e), where="planner options") from None
+
+
+def _apply_preset(args) -> None:
+    """Fill --map/--sensor/--mapper from --preset where the user did not set them."""
+    defaults = {"map": "note", "sensor": "ray", "mapper": "logodds"}
+    preset = NAV_PRESETS.get(args.preset or "", {})
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key, value))
+
+
+def _problem(args):
+    """(GridMap, start, goal, optimal length) from --map/--start/--goal; InputError if bad."""
+    from descentlab.planning.grid import NOTE_GOAL, NOTE_START, load_map, parse_cell
+    from descentlab.planning.nav_bench import random_problem
+    from descentlab.planning.navigate import validate_problem
+
+    if args.map == "random":
+        if args.size < 4:
+            raise InputError(f"must be >= 4, got {args.size}", where="--size")
+        if not 0 <= args.density < 1:
+            raise InputError(f"must be in [0, 1), got {args.density}", where="--density")
+        prob = random_problem(args.seed, args.size, args.density)
+        grid, start, goal = prob.grid, prob.start, prob.goal
+    else:
+        grid = load_map(args.map)
+        start, goal = (NOTE_START, NOTE_GOAL) if args.map == "note" else (None, None)
+    if args.start is not None:
+        start = parse_cell(args.start, "--start")
+    if args.goal is not None:
+        goal = parse_cell(args.goal, "--goal")
+    if start is None or goal is None:
+        raise InputError("--start and --goal are required for a map file",
+                         where="--start/--goal")
+    optimal = validate_problem(grid, start, goal)
+    return grid, tuple(start), tuple(goal), optimal
+
+
+def run_navigate(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from descentlab.core.progress import progress
+    from descentlab.core.seeding import resolve_device, seed_everything
+    from descentlab.core.table import format_table
+    from descentlab.planning.mapping import make_mapper
+    from descentlab.planning.navigate import make_navigator, navigate
+    from descentlab.planning.sensors import make_sensor
+
+    _apply_preset(args)
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    grid, start, goal, optimal = _problem(args)
+    sensor_cfg, mapper_cfg, nav = _sensor_config(args), _mapper_config(args), _nav_config(args)
+    planner_cfg = _planner_config(args) if args.planner == "gradient" else None
+    sensor = make_sensor(args.sensor, sensor_cfg)
+    mapper = make_mapper(args.mapper, grid.shape, mapper_cfg)
+    navigator = make_navigator(args.planner, nav, planner_cfg, str(device), args.seed)
+    max_steps = nav.max_steps or int(10 * optimal / nav.k) + 50
+    record = bool(args.out)
+    with progress(total=max_steps, desc=f"navigate {grid.name}") as bar:
+        res = navigate(grid.occ, start, goal, sensor, mapper, navigator, nav,
+                       rng=np.random.default_rng(args.seed), optimal=optimal, record=record,
+                       on_step=lambda step, pos: bar.update(1))
+    summary = res.summary()
+    out = {"map": grid.name, "start": list(start), "goal": list(goal), "sensor": args.sensor,
+           "mapper": args.mapper, "planner": args.planner, "preset": args.preset,
+           "summary": summary, "path": res.path.tolist(),
+           "config": {"sensor": dataclasses.asdict(sensor_cfg),
+                      "mapper": dataclasses.asdict(mapper_cfg), "nav": dataclasses.asdict(nav),
+                      "planner": None if planner_cfg is None else dataclasses.asdict(planner_cfg)},
+           "figures": {}}
+    if record:
+        from descentlab.planning.viz_nav import plot_final, save_gif
+
+        outdir = Path(args.out)
+        out["figures"]["gif"] = str(save_gif(grid.occ, res, start, goal, outdir / "navigation.gif"))
+        out["figures"]["final"] = str(plot_final(grid.occ, res, start, goal,
+                                                 outdir / "navigation_final.png",
+                                                 prob=mapper.prob, seen=mapper.seen))
+    print(format_table([{"map": grid.name, "planner": args.planner, "sensor": args.sensor,
+                         "mapper": args.mapper, **{k: summary[k] for k in (
+                             "success", "steps", "length_ratio", "replans", "bumps",
+                             "time_per_step_ms_median", "map_accuracy_seen")}}]))
+    if not res.success:
+        print(f"did not reach the goal: {res.reason}")
+    for fig in out["figures"].values():
+        print(f"wrote {fig}")
+    return out
+
+
+def _bench_problems(args):
+    from descentlab.planning.nav_bench import movingai_problems, random_problems
+
+    groups = {}
+    for spec in args.maps:
+        if spec == "random64":
+            groups[spec] = random_problems(args.n, args.seed)
+        else:
+            if not spec.endswith(".map"):
+                raise InputError(f"expected 'random64' or a MovingAI .map file, got {spec!r}",
+                                 where="--maps")
+            groups[Path(spec).stem] = movingai_problems(spec, args.n, min_length=args.min_length,
+                                                        max_length=args.max_length)
+    return groups
+
+
+def run_nav_bench(args: argparse.Namespace) -> dict:
+    from descentlab.core.progress import progress
+    from descentlab.core.seeding import resolve_device, seed_everything
+    from descentlab.core.table import format_table
+    from descentlab.planning.nav_bench import BenchSetup, run_bench
+
+    if args.n < 1:
+        raise InputError(f"must be >= 1, got {args.n}", where="--n")
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    setup = BenchSetup(args.sensor, _sensor_config(args), args.mapper, _mapper_config(args),
+                       _nav_config(args), _planner_config(args), str(device), args.seed)
+    groups = _bench_problems(args)
+    total = sum(len(p) for p in groups.values()) * len(args.planners)
+    per_map, all_runs = {}, []
+    with progress(total=total, desc="nav-bench") as bar:
+        def log(planner, i, res, name=""):
+            bar.update(1)
+            print(f"{name} #{i} {planner}: {res.reason}, steps {res.steps}, "
+                  f"ratio {res.length_ratio:.3f}, bumps {res.bumps}, replans {res.replans}",
+                  file=sys.stderr, flush=True)
+
+        for name, problems in groups.items():
+            res = run_bench(problems, args.planners, setup,
+                            on_run=lambda p, i, r, name=name: log(p, i, r, name))
+            per_map[name] = res
+            all_runs += [{"maps": name, **row} for row in res["runs"]]
+    if len(per_map) == 1:
+        out = dict(next(iter(per_map.values())))
+    else:
+        out = _pool(per_map, args.planners)
+        out["per_map"] = {k: {kk: vv for kk, vv in v.items() if kk != "runs"}
+                          for k, v in per_map.items()}
+    out["runs"] = all_runs
+    out["config"] = {"maps": args.maps, "n": args.n, "sensor": args.sensor,
+                     "mapper": args.mapper, "planners": args.planners,
+                     "sensor_config": dataclasses.asdict(setup.sensor_config),
+                     "mapper_config": dataclasses.asdict(setup.mapper_config),
+                     "nav": dataclasses.asdict(setup.nav)}
+    rows = []
+    for name, res in per_map.items():
+        for planner, s in res["summary"].items():
+            rows.append({"maps": name, "planner": planner, **{k: s[k] for k in (
+                "success_rate", "length_ratio_mean", "bumps_mean", "replans_mean",
+                "time_per_step_ms_median", "map_accuracy_seen")}})
+    print(format_table(rows))
+    if "gradient_vs_astar_length" in out:
+        print(f"gradient_vs_astar_length: {out['gradient_vs_astar_length']:.4f}")
+    return out
+
+
+def _pool(per_map: dict, planners) -> dict:
+    """Summaries over every problem of every map group (runs re-aggregated)."""
+    import math
+
+    import numpy as np
+
+    out = {"summary": {}}
+    for p in planners:
+        rows = [r for res in per_map.values() for r in res["runs"] if r["planner"] == p]
+        ok = [r for r in rows if r["success"]]
+        out["summary"][p] = {
+            "n": len(rows), "success_rate": len(ok) / len(rows),
+            "length_ratio_mean": float(np.mean([r["length_ratio"] for r in ok])) if ok else math.nan,
+            "bumps_mean": float(np.mean([r["bumps"] for r in rows])),
+            "replans_mean": float(np.mean([r["replans"] for r in rows])),
+            "time_per_step_ms_median": float(np.median([r["time_per_step_ms_median"]
+                                                        for r in rows])),
+            "map_accuracy_seen": float(np.nanmean([r["map_accuracy_seen"] for r in rows])),
+        }
+    if "gradient" in planners and "astar" in planners:
+        pairs = {}
+        for res in per_map.values():
+            for r in res["runs"]:
+                pairs.setdefault((r["problem"]), {})[r["planner"]] = r
+        both = [(v["gradient"]["travelled"], v["astar"]["travelled"]) for v in pairs.values()
+                if v["gradient"]["success"] and v["astar"]["success"]]
+        out["gradient_vs_astar_length"] = (float(np.mean([a for a, _ in both])
+                                                 / np.mean([b for _, b in both]))
+                                           if both else math.nan)
+    return out
+
+
+def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
+    """The note preset with the gradient planner, and A* vs gradient on one random 64x64 map."""
+    runs = {
+        "note_preset_gradient": dict(preset="note", planner="gradient", map=None),
+        "random64_ray_astar": dict(preset=None, planner="astar", map="random"),
+    }
+    parser = build_navigate_parser()
+    parts = {}
+    for key, kw in runs.items():
+        argv = ["--out", str(out_dir / key), "--seed", str(args.seed), "--device", args.device,
+                "--planner", kw["planner"]]
+        if kw["preset"]:
+            argv += ["--preset", kw["preset"]]
+        if kw["map"]:
+            argv += ["--map", kw["map"]]
+        res = run_navigate(parser.parse_args(argv))
+        parts[key] = {k: res[k] for k in ("map", "planner", "sensor", "mapper", "summary",
+                                          "figures")}
+    summary = {}
+    for key, res in parts.items():
+        for m in ("success", "length_ratio", "bumps", "time_per_step_ms_median"):
+            summary[f"{key}.{m}"] = res["summary"][m]
+    return {"summary": summary, "runs": parts}
+
+
+def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
+    from descentlab.planning.mapping import MAPPERS, LogOddsConfig, NoteMapperConfig
+    from descentlab.planning.navigate import NavConfig
+    from descentlab.planning.planner import PRESETS, PlannerConfig
+    from descentlab.planning.sensors import SENSORS, RaySensorConfig, SoftSensorConfig
+
+    p.add_argument("--sensor", choices=list(SENSORS), default="ray" if bench else None,
+                   help="soft (the note's Gaussian-footprint observation) or ray (range sensor "
+                        "with occlusion) (default: ray; the note preset: soft)")
+    p.add_argument("--mapper", choices=list(MAPPERS), default="logodds" if bench else None,
+                   help="note (the note's gradient mapper) or logodds (Bayesian occupancy) "
+                        "(default: logodds; the note preset: note)")
+    p.add_argument("--planner-preset", choices=list(PRESETS), default="default",
+                   help="gradient planner preset of `descentlab plan` (default: %(default)s)")
+    add_config_args(p, NavConfig)
+    add_config_args(p, RaySensorConfig)
+    add_config_args(p, SoftSensorConfig, prefix="soft_")
+    add_config_args(p, LogOddsConfig)
+    add_config_args(p, NoteMapperConfig, prefix="note_")
+    add_config_args(p, PlannerConfig, prefix="planner_", skip=("record_every",))
+
+
+def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``navigate`` flags (also used by the demo part)."""
+    from descentlab.cli.main import add_common_args
+    from descentlab.planning.navigate import NAVIGATORS
+
+    p = parser or argparse.ArgumentParser(prog="descentlab navigate")
+    p.add_argument("--preset", choices=list(NAV_PRESETS), default=None,
+                   help="note: the note's setup (its 20x20 map, soft sensor, gradient mapper, "
+                        "one cell per step, replanning every step); flags override it")
+    p.add_argument("--map", default=None,
+                   help="'note', 'random' (seeded by --seed) or a map file: MovingAI .map, "
+                        ".npy, .txt or image (default: note)")
+    p.add_argument("--start", default=None, help="ROW,COL (default: the note's 0,0; random "
+                   "maps: a cell near a corner)")
+    p.add_argument("--goal", default=None, help="ROW,COL (default: the note's 19,10; random "
+                   "maps: near the opposite corner)")
+    p.add_argument("--size", type=int, default=64, help="random map: side (default: 64)")
+    p.add_argument("--density", type=float, default=0.2,
+                   help="random map: obstacle density (default: 0.2)")
+    p.add_argument("--planner", choices=list(NAVIGATORS), default="gradient",
+                   help="gradient (part A's planner) or astar (A* replanning, unseen = free)")
+    p.add_argument("--out", default="descentlab-out/navigate",
+                   help="folder for the GIF and the final figure ('' = none)")
+    _add_shared_args(p, bench=False)
+    add_common_args(p)
+    p.set_defaults(run=run_navigate)
+    return p
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from descentlab.cli.main import add_common_args
+    from descentlab.planning.navigate import NAVIGATORS
+
+    p = sub.add_parser("navigate", help="navigate a map seen only near the bot (SPEC B)",
+                       description="Observe, update the map estimate, replan, move; repeat "
+                                   "until the goal. Writes an animated GIF and a final figure.")
+    build_navigate_parser(p)
+
+    b = sub.add_parser("nav-bench", help="benchmark navigators side by side",
+                       description="Every planner on the same seeded random 64x64 maps (20%% "
+                                   "obstacles) or MovingAI scenarios; success, length ratio, "
+                                   "bumps, replans, time per step, map accuracy.")
+    b.add_argument("--maps", nargs="+", default=["random64"],
+                   help="'random64' and/or MovingAI .map files (scenarios from MAP.scen) "
+                        "(default: random64)")
+    b.add_argument("--n", type=int, default=20,
+                   help="random maps, or scenarios per MovingAI map (default: 20)")
+    b.add_argument("--planners", nargs="+", choices=list(NAVIGATORS), default=list(NAVIGATORS),
+                   help="planners to compare (default: all)")
+    b.add_argument("--min-length", type=float, default=30.0,
+                   help="MovingAI: shortest optimal length of a scenario (default: 30)")
+    b.add_argument("--max-length", type=float, default=90.0,
+                   help="MovingAI: longest optimal length of a scenario (default: 90)")
+    _add_shared_args(b, bench=True)
+    add_common_args(b)
+    b.set_defaults(run=run_nav_bench)

@@ -1,0 +1,1 @@
+"""What every wing uses, written once: errors, I/O, config, progress, plotting, seeding."""

@@ -1,0 +1,1 @@
+"""Language-model plumbing shared by the preference and rag wings."""

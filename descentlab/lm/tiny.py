@@ -1,0 +1,217 @@
+"""A small random-init GPT-2 and a tokenizer trained locally: causal LMs with no download.
+
+Used by the preference and RAG wings (tests, demos, CPU experiments) and by ``--model tiny``.
+
+* :class:`TinyLMConfig` — the model and tokenizer sizes (one dataclass, CLI flags come
+  from it via :func:`descentlab.core.config.add_config_args`).
+* :func:`train_tokenizer` — word-level or byte-level BPE tokenizer trained on given texts
+  with the ``tokenizers`` library, returned as a ``transformers.PreTrainedTokenizerFast``
+  with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` and a chat template (:data:`CHAT_TEMPLATE`).
+* :func:`build_tiny_model` — ``GPT2LMHeadModel`` (random init, seeded) sized by the config.
+* :func:`build_tiny` — both at once; :func:`save_model_and_tokenizer` to a folder;
+  :func:`load_model_and_tokenizer` from a local folder (``local_files_only=True``: never
+  downloads) or ``"tiny"`` (build on the spot from texts).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+# Role markers are added as special tokens so each is one token whatever the tokenizer kind.
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, *ROLE_TOKENS)
+
+# ``<|role|>content<eos>`` per message; with ``add_generation_prompt`` it ends in
+# ``<|assistant|>``. The rendering of ``messages[:k]`` plus the generation prompt is a prefix
+# of the rendering of ``messages`` when ``messages[k]`` is the assistant's: the prompt /
+# response split of conversational preference data relies on it.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + eos_token }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+@dataclass
+class TinyLMConfig:
+    """Size of the tiny GPT-2 and of its locally trained tokenizer."""
+
+    n_layer: int = option(2, "transformer blocks of the tiny GPT-2")
+    n_head: int = option(2, "attention heads per block")
+    n_embd: int = option(64, "hidden size (divisible by n_head)")
+    n_positions: int = option(256, "maximum sequence length (tokens)")
+    dropout: float = option(0.0, "dropout on embeddings, attention and residuals")
+    tokenizer: str = option("word", "tokenizer kind: word-level or byte-level BPE",
+                            choices=("word", "bpe"))
+    vocab_size: int = option(4096, "maximum vocabulary size, special tokens included")
+    min_frequency: int = option(1, "minimum count for a word / merge to enter the vocabulary")
+    lowercase: bool = option(False, "lowercase text before tokenizing")
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise InputError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}",
+                             where="--n-embd")
+        for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1", where=f"--{name.replace('_', '-')}")
+        if self.vocab_size < len(SPECIAL_TOKENS) + 1:
+            raise InputError(f"vocab_size must exceed {len(SPECIAL_TOKENS)} special tokens",
+                             where="--vocab-size")
+        if self.tokenizer not in ("word", "bpe"):
+            raise InputError(f"unknown tokenizer kind {self.tokenizer!r}", where="--tokenizer")
+
+
+def train_tokenizer(texts: Iterable[str], kind: str = "word", vocab_size: int = 4096,
+                    min_frequency: int = 1, lowercase: bool = False):
+    """Train a tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``.
+
+    ``word``: whitespace/punctuation split (``\\w+|[^\\w\\s]+``), one id per word, unknown
+    words map to ``<unk>``; decoding joins tokens with spaces. ``bpe``: GPT-2 style
+    byte-level BPE (no unknowns, lossless decoding). Both carry the special tokens
+    ``<pad> <bos> <eos> <unk>`` (ids 0-3, in that order) and the role markers, add no
+    special tokens on ``encode`` (callers add ``<bos>``/``<eos>`` where they want them), and
+    have :data:`CHAT_TEMPLATE` as ``chat_template``. Deterministic for a given input.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(texts)
+    if not texts:
+        raise InputError("cannot train a tokenizer on no text", where="tokenizer")
+    special = list(SPECIAL_TOKENS)
+    if kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=special, show_progress=False)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=special, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        raise InputError(f"unknown tokenizer kind {kind!r} (choose word or bpe)",
+                         where="tokenizer")
+    if lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS,
+                                   eos_token=EOS, unk_token=UNK,
+                                   additional_special_tokens=list(ROLE_TOKENS),
+                                   clean_up_tokenization_spaces=False)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "right"
+    return fast
+
+
+def tokenizer_for(config: TinyLMConfig, texts: Iterable[str]):
+    """:func:`train_tokenizer` with the tokenizer fields of ``config``."""
+    return train_tokenizer(texts, kind=config.tokenizer, vocab_size=config.vocab_size,
+                           min_frequency=config.min_frequency, lowercase=config.lowercase)
+
+
+def build_tiny_model(config: TinyLMConfig, tokenizer, seed: int = 0):
+    """A random-init ``GPT2LMHeadModel`` with ``len(tokenizer)`` rows of embeddings.
+
+    Initialisation is seeded (``torch.manual_seed(seed)`` inside a forked RNG, so the
+    caller's random state is untouched): the same config, tokenizer and seed give the same
+    weights, which exact ``--resume`` of a tiny run relies on.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gcfg = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(gcfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def build_tiny(texts: Iterable[str], config: TinyLMConfig | None = None, seed: int = 0):
+    """``(model, tokenizer)``: a tokenizer trained on ``texts`` and a tiny GPT-2 for it."""
+    config = config or TinyLMConfig()
+    tokenizer = tokenizer_for(config, texts)
+    return build_tiny_model(config, tokenizer, seed=seed), tokenizer
+
+
+def save_model_and_tokenizer(model, tokenizer, path: str | os.PathLike) -> Path:
+    """``save_pretrained`` both into ``path`` (created); returns the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_config_dict(config: TinyLMConfig) -> dict[str, Any]:
+    """The config as a plain dict (for fingerprints and result JSON)."""
+    return asdict(config)
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """A tokenizer from a local folder (never downloads); a missing pad token becomes eos."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError("model folder not found (only local paths or 'tiny' are accepted)",
+                         where=p)
+    try:
+        tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load a tokenizer: {str(e).splitlines()[0]}", where=p) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model_and_tokenizer(path_or_tiny: str | os.PathLike, *, texts: Sequence[str] = (),
+                             tiny: TinyLMConfig | None = None, seed: int = 0,
+                             dtype: Any = None, model_class: Any = None):
+    """``(model, tokenizer)`` from a local folder, or a fresh tiny GPT-2 for ``"tiny"``.
+
+    ``"tiny"``: a tokenizer trained on ``texts`` and a random-init model of size ``tiny``
+    (seeded by ``seed``). A path: ``AutoTokenizer`` / ``model_class`` (default
+    ``AutoModelForCausalLM``) ``.from_pretrained(path, local_files_only=True)``, in
+    ``dtype`` (a torch dtype, ``"auto"`` or None = float32). A path that is not a folder or
+    holds no model raises InputError naming it.
+    """
+    if str(path_or_tiny) == "tiny":
+        if not texts:
+            raise InputError("--model tiny needs texts to train its tokenizer on", where="--model")
+        return build_tiny(texts, tiny, seed=seed)
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(path_or_tiny)
+    model_class = model_class or AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = model_class.from_pretrained(Path(path_or_tiny), **kwargs)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load a model: {str(e).splitlines()[0]}",
+                         where=path_or_tiny) from None
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,0 +1,1 @@
+"""SPEC parts A and B: gradient-based trajectory planning, mapping and navigation."""

@@ -1,0 +1,173 @@
+"""nav-bench: every navigation planner on the same problems, side by side (SPEC B).
+
+Problems are either seeded random 64×64 maps at 20% obstacles — solvable by construction:
+start and goal are the cells of the largest connected component nearest two opposite
+corners (8-connected moves without corner cutting connect exactly the 4-connected
+components, so a 4-connected labelling decides reachability) — or MovingAI scenarios
+(Sturtevant 2012) with an optimal length inside a chosen band.
+
+Per planner the summary has ``success_rate``, ``length_ratio_mean`` (cells travelled /
+optimal length on the true map, successful runs), ``bumps_mean``, ``replans_mean``,
+``time_per_step_ms_median`` (map update + replanning, over every step of every run) and
+``map_accuracy_seen`` (fraction of seen cells classified right, mean over runs);
+``gradient_vs_astar_length`` is the gradient navigator's mean travelled length over the
+baseline's on the problems both solved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from descentlab.core.errors import InputError
+from descentlab.planning.grid import GridMap
+
+CORNER_PAIRS = (((0, 0), (1, 1)), ((1, 1), (0, 0)), ((0, 1), (1, 0)), ((1, 0), (0, 1)))
+
+
+@dataclass
+class Problem:
+    """One navigation problem: true map, start, goal, optimal (A*) length, a label."""
+
+    grid: GridMap
+    start: tuple[int, int]
+    goal: tuple[int, int]
+    optimal: float
+    label: str
+
+
+def random_problem(seed: int, size: int = 64, density: float = 0.2) -> Problem:
+    """A seeded random ``size``² map; start and goal near opposite corners, same component."""
+    from scipy.ndimage import label
+
+    from descentlab.planning.grid import random_map
+    from descentlab.planning.search import astar
+
+    grid = random_map(size, size, density, seed)
+    labels, n = label(~grid.occ)  # 4-connected components of free cells, (H, W) int
+    if n == 0:
+        raise ValueError(f"random map seed {seed} has no free cell")
+    biggest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    cells = np.argwhere(labels == biggest)  # (F, 2)
+    a, b = CORNER_PAIRS[seed % len(CORNER_PAIRS)]
+    ends = []
+    for corner in (a, b):
+        target = np.array(corner) * (size - 1)
+        ends.append(tuple(int(v) for v in cells[np.argmin(((cells - target) ** 2).sum(1))]))
+    start, goal = ends
+    found = astar(grid.occ, start, goal)
+    assert found is not None, "start and goal share a component"
+    return Problem(grid, start, goal, found.length, f"random64-s{seed}")
+
+
+def random_problems(n: int, seed: int, size: int = 64, density: float = 0.2) -> list[Problem]:
+    """``n`` problems from seeds ``seed, seed+1, ...``."""
+    return [random_problem(seed + i, size, density) for i in range(n)]
+
+
+def movingai_problems(map_path: str | os.PathLike, n: int, *, min_length: float = 30.0,
+                      max_length: float = 90.0, scen_path: str | os.PathLike | None = None
+                      ) -> list[Problem]:
+    """``n`` scenarios of a MovingAI map with optimal length in [min_length, max_length].
+
+    The scenario file defaults to ``MAP.scen`` beside the map; scenarios are spread over the
+    band's buckets (grid.sample_scenarios).
+    """
+    from descentlab.planning.grid import load_movingai_map, load_scenarios, sample_scenarios
+
+    grid = load_movingai_map(map_path)
+    scen = scen_path or f"{map_path}.scen"
+    scenarios = [s for s in load_scenarios(scen, grid)
+                 if min_length <= s.optimal_length <= max_length]
+    if not scenarios:
+        raise InputError(f"no scenario with optimal length in [{min_length}, {max_length}]",
+                         where=scen)
+    chosen = sample_scenarios(scenarios, n)
+    return [Problem(grid, s.start, s.goal, s.optimal_length,
+                    f"{grid.name}-{s.start[0]},{s.start[1]}-{s.goal[0]},{s.goal[1]}")
+            for s in chosen]
+
+
+@dataclass
+class BenchSetup:
+    """What every planner shares: sensor, mapper, navigation settings."""
+
+    sensor: str
+    sensor_config: object
+    mapper: str
+    mapper_config: object
+    nav: object
+    planner_config: object = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+def run_one(problem: Problem, planner: str, setup: BenchSetup, index: int):
+    """One navigation run; the sensor noise is seeded by problem, the same for every planner."""
+    from descentlab.planning.mapping import make_mapper
+    from descentlab.planning.navigate import make_navigator, navigate
+    from descentlab.planning.sensors import make_sensor
+
+    sensor = make_sensor(setup.sensor, setup.sensor_config)
+    mapper = make_mapper(setup.mapper, problem.grid.shape, setup.mapper_config)
+    nav = make_navigator(planner, setup.nav, setup.planner_config, setup.device,
+                         setup.seed + index)
+    rng = np.random.default_rng([setup.seed, index])
+    return navigate(problem.grid.occ, problem.start, problem.goal, sensor, mapper, nav,
+                    setup.nav, rng=rng, optimal=problem.optimal)
+
+
+def summarise(runs: Sequence) -> dict:
+    """Aggregate NavResults of one planner (see the module docstring)."""
+    ok = [r for r in runs if r.success]
+    steps_ms = [t for r in runs for t in r.step_ms]
+    acc = [r.map_accuracy_seen for r in runs if not math.isnan(r.map_accuracy_seen)]
+    return {
+        "n": len(runs),
+        "success_rate": len(ok) / len(runs) if runs else math.nan,
+        "length_ratio_mean": float(np.mean([r.length_ratio for r in ok])) if ok else math.nan,
+        "bumps_mean": float(np.mean([r.bumps for r in runs])) if runs else math.nan,
+        "replans_mean": float(np.mean([r.replans for r in runs])) if runs else math.nan,
+        "steps_mean": float(np.mean([r.steps for r in runs])) if runs else math.nan,
+        "time_per_step_ms_median": float(np.median(steps_ms)) if steps_ms else math.nan,
+        "time_per_replan_ms_median": (float(np.median([t for r in runs for t in r.plan_ms]))
+                                      if any(r.plan_ms for r in runs) else math.nan),
+        "map_accuracy_seen": float(np.mean(acc)) if acc else math.nan,
+        "failures": {k: sum(r.reason == k for r in runs if not r.success)
+                     for k in sorted({r.reason for r in runs if not r.success})},
+    }
+
+
+def length_ratio_between(runs_a: Sequence, runs_b: Sequence) -> float:
+    """Mean travelled length of ``a`` over that of ``b`` on the problems both solved."""
+    both = [(a.travelled, b.travelled) for a, b in zip(runs_a, runs_b) if a.success and b.success]
+    if not both:
+        return math.nan
+    la, lb = zip(*both)
+    return float(np.mean(la) / np.mean(lb))
+
+
+def run_bench(problems: Sequence[Problem], planners: Sequence[str], setup: BenchSetup,
+              on_run: Callable[[str, int, object], None] | None = None) -> dict:
+    """Every planner on every problem. Returns ``{"summary", "gradient_vs_astar_length",
+    "runs"}`` (``runs``: one row of scalars per planner and problem)."""
+    results: dict[str, list] = {p: [] for p in planners}
+    rows = []
+    for i, prob in enumerate(problems):
+        for p in planners:
+            res = run_one(prob, p, setup, i)
+            results[p].append(res)
+            rows.append({"planner": p, "problem": prob.label, "start": prob.start,
+                         "goal": prob.goal, **res.summary()})
+            if on_run is not None:
+                on_run(p, i, res)
+    out = {"summary": {p: summarise(r) for p, r in results.items()}}
+    if "gradient" in results and "astar" in results:
+        out["gradient_vs_astar_length"] = length_ratio_between(results["gradient"],
+                                                               results["astar"])
+    out["runs"] = rows
+    return out

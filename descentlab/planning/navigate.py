@@ -1,0 +1,399 @@
+"""Planning, mapping and execution with limited visibility (SPEC B): the navigation loop.
+
+Each step (Cho 2024, "Gradient-based planning, mapping and execution"):
+
+1. observe: the sensor reads the TRUE map around the bot;
+2. update the map estimate (mapping.py);
+3. replan on the estimate (warm start: the previous plan shifted so that it starts at the
+   bot, :func:`shift_warm_start`) — every step (``replan=always``, the note) or only when the
+   remaining plan crosses a cell now believed blocked or after a bump (``on_change``, what
+   D* Lite does);
+4. move up to ``k`` cells along the plan on the TRUE map. A move into a real wall (or a
+   diagonal past a real wall's corner) stops in front of it and counts as a bump; the bot
+   also stops before a cell its own estimate says is blocked.
+
+Planners come from :data:`NAVIGATORS` (one signature): ``gradient`` (the gradient planner of
+part A on the estimated obstacle probabilities) and ``astar`` (the baseline: A* on the
+estimate thresholded at 0.5 with unseen cells free — the freespace assumption).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+from descentlab.planning.discretize import cell_path_length
+from descentlab.planning.mapping import map_accuracy
+
+BLOCKED = 0.5  # an estimated obstacle probability at or above this is a wall
+REPLAN_POLICIES = ("always", "on_change")
+
+
+@dataclasses.dataclass
+class NavConfig:
+    """The navigation loop's settings (shared by every planner)."""
+
+    k: int = option(3, "cells moved along the plan per step")
+    replan: str = option("on_change", "replan every step ('always', the note) or when the plan "
+                         "is blocked on the estimate or after a bump ('on_change')",
+                         choices=REPLAN_POLICIES)
+    replan_iters: int = option(60, "gradient planner: Adam steps of a warm-started replan")
+    warm_start: bool = option(True, "gradient planner: warm-start each replan from the previous "
+                                    "plan shifted to the bot's cell")
+    unknown: float = option(0.0, "obstacle probability the planners assume for unseen cells "
+                                 "(0 = the freespace assumption; negative = the mapper's own "
+                                 "estimate there, e.g. its prior)")
+    max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)")
+    bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
+    stall_limit: int = option(6, "give up ('stuck') after this many steps in a row without moving")
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise InputError(f"must be >= 1, got {self.k}", where="--k")
+        if self.replan not in REPLAN_POLICIES:
+            raise InputError(f"must be one of {REPLAN_POLICIES}, got {self.replan!r}",
+                             where="--replan")
+        if self.replan_iters < 1:
+            raise InputError(f"must be >= 1, got {self.replan_iters}", where="--replan-iters")
+        if self.unknown > 1:
+            raise InputError(f"must be <= 1, got {self.unknown}", where="--unknown")
+        if self.stall_limit < 1:
+            raise InputError(f"must be >= 1, got {self.stall_limit}", where="--stall-limit")
+        if self.max_steps < 0:
+            raise InputError(f"must be >= 0, got {self.max_steps}", where="--max-steps")
+
+
+class Plan(NamedTuple):
+    """A plan from the bot's cell. cells (L, 2) int; waypoints (T, 2) float or None."""
+
+    cells: np.ndarray
+    waypoints: np.ndarray | None
+    valid: bool
+    cold: bool = True  # planned from scratch (not warm-started)
+
+
+# ---------------------------------------------------------------- planners
+
+class AStarNavigator:
+    """Baseline: A* on the estimate (≥ 0.5 = wall), unseen cells as the planning map says."""
+
+    name = "astar"
+
+    def __init__(self, nav: NavConfig, planner_config=None, device: str = "cpu", seed: int = 0):
+        self.nav = nav
+
+    def plan(self, occ: np.ndarray, pos: tuple[int, int], goal: tuple[int, int],
+             warm: np.ndarray | None) -> Plan | None:
+        """occ (H, W) float planning map. None when the estimate has no path."""
+        from descentlab.planning.search import astar
+
+        res = astar(occ >= BLOCKED, pos, goal)
+        if res is None:
+            return None
+        return Plan(res.cells, None, True)
+
+
+class GradientNavigator:
+    """The gradient planner of part A on the estimated obstacle probabilities.
+
+    A replan first refines the warm start alone (one trajectory, ``replan_iters`` Adam
+    steps); if that plan is not valid on the estimate, it plans cold with the planner's full
+    preset (multi-start, coarse-to-fine, repair rounds).
+    """
+
+    name = "gradient"
+
+    def __init__(self, nav: NavConfig, planner_config=None, device: str = "cpu", seed: int = 0):
+        from descentlab.planning.planner import GradientPlanner
+
+        self.nav = nav
+        cfg = planner_config or default_planner_config()
+        self.cold = GradientPlanner(cfg, device, seed)
+        self.warm = GradientPlanner(dataclasses.replace(cfg, n_starts=1, repair_rounds=0),
+                                    device, seed)
+
+    def plan(self, occ: np.ndarray, pos: tuple[int, int], goal: tuple[int, int],
+             warm: np.ndarray | None) -> Plan | None:
+        """occ (H, W) float planning map; warm (T, 2) or None (a cold plan)."""
+        res = None
+        if warm is not None and self.nav.warm_start:
+            res = self.warm.plan(occ, pos, goal, init=warm, iters=self.nav.replan_iters)
+        cold = res is None or not res.valid
+        if cold:
+            res = self.cold.plan(occ, pos, goal)
+        return Plan(np.asarray(res.cells, dtype=np.int64).reshape(-1, 2),
+                    np.asarray(res.waypoints, dtype=np.float64), bool(res.valid), cold)
+
+
+def default_planner_config():
+    """The gradient planner's default preset (planner.py), used when none is given."""
+    from descentlab.planning.planner import PRESETS
+
+    return PRESETS["default"]
+
+
+NAVIGATORS: dict[str, Callable[..., object]] = {
+    "gradient": GradientNavigator,
+    "astar": AStarNavigator,
+}
+
+
+def make_navigator(name: str, nav: NavConfig, planner_config=None, device: str = "cpu",
+                   seed: int = 0):
+    """Build planner ``name`` of :data:`NAVIGATORS`."""
+    if name not in NAVIGATORS:
+        raise InputError(f"unknown planner {name!r}; choose from {', '.join(NAVIGATORS)}",
+                         where="--planner")
+    return NAVIGATORS[name](nav, planner_config, device, seed)
+
+
+# ---------------------------------------------------------------- pieces of the loop
+
+def shift_warm_start(waypoints: np.ndarray, pos: tuple[int, int]) -> np.ndarray:
+    """The previous plan shifted so that it starts at the bot. (T, 2) -> (T, 2).
+
+    Drops the ``s`` waypoints before the one nearest the bot's cell (``s = 1`` when the bot
+    moved to the plan's second waypoint: the note's "shift by one"), pads the end with
+    copies of the last waypoint so T stays fixed, and puts the first waypoint on the bot.
+    """
+    wp = np.asarray(waypoints, dtype=np.float64)
+    s = int(np.argmin(np.linalg.norm(wp - np.asarray(pos, dtype=np.float64), axis=1)))
+    out = np.concatenate([wp[s:], np.repeat(wp[-1:], s, axis=0)], axis=0)  # (T, 2)
+    out[0] = pos
+    return out
+
+
+def plan_blocked(occ: np.ndarray, cells: np.ndarray) -> bool:
+    """True iff a cell of the path is believed blocked (≥ 0.5) or a diagonal cuts one's corner.
+
+    occ (H, W) float planning map, cells (L, 2).
+    """
+    if len(cells) == 0:
+        return True
+    b = occ >= BLOCKED
+    r, c = cells[:, 0], cells[:, 1]
+    h, w = b.shape
+    if ((r < 0) | (r >= h) | (c < 0) | (c >= w)).any() or b[r, c].any():
+        return True
+    diag = (np.abs(np.diff(r)) == 1) & (np.abs(np.diff(c)) == 1)  # (L-1,)
+    return bool((b[r[:-1][diag], c[1:][diag]] | b[r[1:][diag], c[:-1][diag]]).any())
+
+
+class Move(NamedTuple):
+    """Result of executing a plan: the cells entered, where a bump happened (if any)."""
+
+    cells: list[tuple[int, int]]
+    bumped: list[tuple[int, int]]  # true walls the bot hit
+    stopped: bool  # stopped before a cell the estimate calls blocked / a non-neighbour step
+
+
+def execute(true_occ: np.ndarray, est: np.ndarray, pos: tuple[int, int], cells: np.ndarray,
+            k: int) -> Move:
+    """Move up to ``k`` cells along ``cells`` (which starts at or passes through ``pos``).
+
+    On the TRUE map ``true_occ`` (H, W) bool: a step into a wall, or a diagonal step whose two
+    side cells are not both free, does not happen — the bot stays in front and reports the
+    wall(s) it hit. Before that, the bot refuses a step into a cell its estimate ``est``
+    (H, W) calls blocked. The bot never enters an obstacle cell.
+    """
+    h, w = true_occ.shape
+    seq = [tuple(c) for c in np.asarray(cells).tolist()]
+    if pos in seq:
+        seq = seq[seq.index(pos) + 1:]
+    entered: list[tuple[int, int]] = []
+    cur = pos
+    for nxt in seq[:k]:
+        dr, dc = nxt[0] - cur[0], nxt[1] - cur[1]
+        if max(abs(dr), abs(dc)) != 1 or not (0 <= nxt[0] < h and 0 <= nxt[1] < w):
+            return Move(entered, [], True)
+        if est[nxt] >= BLOCKED:
+            return Move(entered, [], True)
+        hit = [nxt] if true_occ[nxt] else []
+        if dr and dc:
+            hit += [s for s in ((cur[0], nxt[1]), (nxt[0], cur[1])) if true_occ[s]]
+        if hit:
+            return Move(entered, hit, True)
+        entered.append(nxt)
+        cur = nxt
+    return Move(entered, [], not entered)
+
+
+# ---------------------------------------------------------------- the loop
+
+@dataclasses.dataclass
+class Frame:
+    """What the bot knew at one step (for the GIF). prob (H, W) uint8 = estimate × 255."""
+
+    pos: tuple[int, int]
+    prob: np.ndarray
+    seen: np.ndarray
+    plan_cells: np.ndarray | None
+    plan_waypoints: np.ndarray | None
+
+
+@dataclasses.dataclass
+class NavResult:
+    """One navigation run. path (N, 2): the cells the bot occupied, start first."""
+
+    success: bool
+    reason: str  # goal | step_limit | no_path | stuck
+    steps: int
+    travelled: float  # octile length of the executed path
+    optimal: float  # A* length on the true map
+    replans: int
+    cold_replans: int  # replans planned from scratch
+    invalid_plans: int  # replans whose plan was not valid on the estimate
+    bumps: int
+    stops: int  # steps cut short before a cell believed blocked
+    step_ms: list[float]  # per step: map update + replanning, milliseconds
+    plan_ms: list[float]  # per replan
+    map_accuracy_seen: float
+    seen_cells: int
+    path: np.ndarray
+    frames: list[Frame] = dataclasses.field(default_factory=list)
+
+    @property
+    def length_ratio(self) -> float:
+        """Cells travelled / optimal length (nan unless successful)."""
+        return self.travelled / self.optimal if self.success and self.optimal > 0 else math.nan
+
+    def summary(self) -> dict:
+        """Scalars for tables and JSON."""
+        return {"success": self.success, "reason": self.reason, "steps": self.steps,
+                "travelled": self.travelled, "optimal": self.optimal,
+                "length_ratio": self.length_ratio, "replans": self.replans, "cold_replans": self.cold_replans,
+                "invalid_plans": self.invalid_plans, "bumps": self.bumps,
+                "stops": self.stops,
+                "time_per_step_ms_median": float(np.median(self.step_ms)) if self.step_ms else 0.0,
+                "time_per_replan_ms_median": float(np.median(self.plan_ms)) if self.plan_ms else 0.0,
+                "map_accuracy_seen": self.map_accuracy_seen, "seen_cells": self.seen_cells}
+
+
+def planning_map(mapper, unknown: float) -> np.ndarray:
+    """The obstacle probabilities the planner sees. (H, W) float.
+
+    Unseen cells get ``unknown`` (0 = the freespace assumption), or the mapper's own value
+    there when ``unknown`` is negative.
+    """
+    prob = mapper.prob
+    if unknown < 0:
+        return prob
+    return np.where(mapper.seen, prob, unknown)
+
+
+def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int], sensor,
+             mapper, navigator, nav: NavConfig, *, rng: np.random.Generator,
+             optimal: float | None = None, record: bool = False,
+             on_step: Callable[[int, tuple[int, int]], None] | None = None) -> NavResult:
+    """Run the loop from ``start`` until ``goal`` or the step limit. true_occ (H, W) bool.
+
+    ``optimal``: the A* length on the true map (computed when None). ``record``: keep a
+    :class:`Frame` per step. ``on_step(step, pos)`` is called after every move (progress).
+    """
+    from descentlab.planning.search import astar
+
+    true_occ = np.asarray(true_occ, dtype=bool)
+    start, goal = (int(start[0]), int(start[1])), (int(goal[0]), int(goal[1]))
+    if optimal is None:
+        found = astar(true_occ, start, goal)
+        optimal = found.length if found is not None else math.nan
+    max_steps = nav.max_steps or int(10 * optimal / nav.k) + 50
+    pos = start
+    path = [pos]
+    plan: Plan | None = None
+    replans = cold = invalid = bumps = stops = 0
+    step_ms: list[float] = []
+    plan_ms: list[float] = []
+    frames: list[Frame] = []
+    reason = "step_limit"
+    force = True  # replan at the next step regardless of the policy
+    stalled = 0  # steps in a row without moving
+    step = 0
+    for step in range(1, max_steps + 1):
+        obs = sensor.observe(true_occ, pos, rng)
+        t0 = time.perf_counter()
+        mapper.update(obs)
+        occ = planning_map(mapper, nav.unknown)
+        occ[pos] = 0.0  # the bot stands there; the goal is known to be free
+        occ[goal] = 0.0
+        rest = _remaining(plan.cells, pos) if plan is not None else None
+        if (force or nav.replan == "always" or rest is None or tuple(rest[-1]) != goal
+                or plan_blocked(occ, rest)):
+            # warm start from the previous plan unless the bot is stalled on it
+            warm = (shift_warm_start(plan.waypoints, pos)
+                    if plan is not None and plan.waypoints is not None and not stalled
+                    else None)
+            t1 = time.perf_counter()
+            plan = navigator.plan(occ, pos, goal, warm)
+            plan_ms.append(1e3 * (time.perf_counter() - t1))
+            replans += 1
+            force = False
+            if plan is not None:
+                cold += plan.cold
+                invalid += not plan.valid
+        step_ms.append(1e3 * (time.perf_counter() - t0))
+        if plan is None:
+            reason = "no_path"
+            break
+        if record:
+            frames.append(Frame(pos, np.round(mapper.prob * 255).astype(np.uint8),
+                                mapper.seen.copy(), plan.cells, plan.waypoints))
+        move = execute(true_occ, occ, pos, plan.cells, nav.k)
+        path += move.cells
+        if move.cells:
+            pos = move.cells[-1]
+        if move.bumped:
+            bumps += 1
+            force = True
+            if nav.bump_feedback:
+                for cell in move.bumped:
+                    mapper.mark_occupied(cell)
+        elif move.stopped:
+            stops += 1
+            force = True
+        stalled = 0 if move.cells else stalled + 1
+        if on_step is not None:
+            on_step(step, pos)
+        if pos == goal:
+            reason = "goal"
+            break
+        if stalled >= nav.stall_limit:
+            reason = "stuck"
+            break
+    cells = np.asarray(path, dtype=np.int64).reshape(-1, 2)
+    prob = mapper.prob
+    return NavResult(
+        success=pos == goal, reason=reason, steps=step, travelled=cell_path_length(cells),
+        optimal=float(optimal), replans=replans, cold_replans=cold, invalid_plans=invalid,
+        bumps=bumps, stops=stops, step_ms=step_ms,
+        plan_ms=plan_ms, map_accuracy_seen=map_accuracy(prob, true_occ, mapper.seen),
+        seen_cells=int(mapper.seen.sum()), path=cells, frames=frames)
+
+
+def _remaining(cells: np.ndarray, pos: tuple[int, int]) -> np.ndarray:
+    """The part of a cell path from ``pos`` on (the whole path if ``pos`` is not on it)."""
+    hit = np.flatnonzero((cells[:, 0] == pos[0]) & (cells[:, 1] == pos[1]))
+    return cells[hit[0]:] if len(hit) else cells
+
+
+def validate_problem(grid, start: tuple[int, int], goal: tuple[int, int]) -> float:
+    """Start and goal free cells of ``grid`` (a GridMap), goal reachable: else InputError.
+
+    Returns the optimal (A*) length on the true map.
+    """
+    from descentlab.planning.search import astar
+
+    start = grid.check_cell(start, "--start")
+    goal = grid.check_cell(goal, "--goal")
+    found = astar(grid.occ, start, goal)
+    if found is None:
+        raise InputError(f"goal {goal} is unreachable from start {start} on map '{grid.name}'",
+                         where="--goal")
+    return found.length

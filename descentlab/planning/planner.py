@@ -1,0 +1,397 @@
+"""The batched gradient planner (SPEC A): many problems × many starts in one tensor, Adam.
+
+Presets (``PRESETS``):
+
+* ``note`` — the note's own setup: T waypoints drawn U(0, x_max) × U(0, y_max), the four
+  loss terms (goal, expected obstacle score with the dense soft maps, smoothness, start
+  anchor) at a fixed β, Adam, waypoints rounded to cells at the end.
+* ``default`` — what makes it work on real maps with no per-map tuning: endpoints pinned,
+  a straight line plus bowed arcs as multi-starts, coarse-to-fine (a coarse stage with wide
+  soft maps, then arc-length resampling to dense waypoints), continuation (β annealed wide →
+  narrow while the collision weights rise), a signed-distance clearance hinge (CHOMP-style)
+  beside the expected obstacle score, and a spacing bound. No search anywhere.
+* ``astar`` — seeded refinement: the A* path as the only start, then the fine stage
+  (smoothness shortens it any-angle, the hinge keeps clearance). The result is checked and
+  the A* path itself is returned if refinement ever broke validity.
+
+Result per problem: continuous waypoints, the 8-connected cell path derived from them
+(discretize.py) and whether that cell path is valid (collision-free, start to goal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from descentlab.core.config import option
+from descentlab.planning import objective as obj
+from descentlab.planning.discretize import (cell_path_from_waypoints, invalid_reason,
+                                            supercover_cells)
+from descentlab.planning.distance_field import DistanceField
+from descentlab.planning.soft_map import PaddedMap, window_radius
+from descentlab.planning.trajectories import INITS, path_length, resample
+
+MAX_WAYPOINTS = 6000
+
+
+@dataclass
+class PlannerConfig:
+    """Gradient planner settings. Distances are in cells; β is a squared width (cells²)."""
+
+    init: str = option("line", "initial trajectories", choices=tuple(INITS))
+    n_starts: int = option(8, "trajectories optimised per problem (multi-start)")
+    n_waypoints: int = option(0, "fixed number of waypoints (0 = from path length / spacing)")
+    spacing: float = option(0.5, "waypoint spacing of the fine stage")
+    coarse_spacing: float = option(2.0, "waypoint spacing of the coarse stage (0 = no coarse stage)")
+    coarse_iters: int = option(300, "Adam steps of the coarse stage")
+    fine_iters: int = option(300, "Adam steps of the fine stage")
+    lr: float = option(0.3, "Adam learning rate (cells per step), cosine-decayed in each stage")
+    beta_start: float = option(6.0, "soft-map β at the start of the coarse stage")
+    beta_end: float = option(0.5, "soft-map β of the fine stage")
+    w_smooth: float = option(0.02, "weight of Σ‖p_{t+1}-p_t‖² / spacing²")
+    w_collision: float = option(1.0, "weight of the expected obstacle score Σ_t s(m_c)")
+    w_clearance: float = option(5.0, "weight of the signed-distance hinge Σ relu(margin - d)² (0 = off)")
+    growth: float = option(10.0, "factor by which collision weights rise over a stage (continuation)")
+    margin: float = option(0.3, "clearance wanted from obstacle squares")
+    w_spacing: float = option(1.0, "weight of the spacing bound Σ relu(step - 1.5·spacing)²")
+    w_goal: float = option(0.0, "weight of the goal term (0 = last waypoint pinned to the goal)")
+    w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)")
+    repair_rounds: int = option(2, "extra fine rounds, weights doubled, for problems with no valid start")
+    dense: bool = option(False, "use the note's dense O(T·H·W) soft maps (reference; slow on big maps)")
+    round_output: bool = option(False, "round waypoints to cells before deriving the cell path (the note)")
+    upsample: int = option(4, "distance-field resolution, sub-cells per cell")
+    record_every: int = option(0, "keep a snapshot of the waypoints every N steps (0 = none)")
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {sorted(INITS)}")
+        for name in ("spacing", "lr", "beta_start", "beta_end", "upsample"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.n_starts < 1:
+            raise ValueError("n_starts must be >= 1")
+
+    @property
+    def pinned(self) -> bool:
+        return self.w_goal == 0 and self.w_start == 0
+
+
+PRESETS: dict[str, PlannerConfig] = {
+    "default": PlannerConfig(),
+    "note": PlannerConfig(
+        init="random", n_starts=1, n_waypoints=40, coarse_spacing=0, fine_iters=800, lr=0.1,
+        beta_start=2.0, beta_end=2.0, w_smooth=1.0, w_collision=100.0, w_clearance=0.0,
+        growth=1.0, w_spacing=0.0, w_goal=100.0, w_start=100.0, repair_rounds=0, dense=True,
+        round_output=True),
+    "astar": PlannerConfig(init="astar", n_starts=1, coarse_spacing=0, fine_iters=300, lr=0.05,
+                           margin=0.15, beta_start=0.5, w_collision=0.0),
+}
+
+
+@dataclass
+class PlanResult:
+    """One problem's plan. waypoints (T, 2) float; cells (L, 2) int."""
+
+    waypoints: np.ndarray
+    cells: np.ndarray
+    valid: bool
+    length: float  # continuous polyline length, cells
+    reason: str | None = None  # why the cell path is invalid
+    loss: list[float] = field(default_factory=list)  # total loss per Adam step (chosen start)
+    history: list[np.ndarray] = field(default_factory=list)  # snapshots (T, 2) of the chosen start
+    seconds: float = 0.0
+    starts_valid: int = 0  # how many of the multi-starts ended valid
+
+    def summary(self) -> dict:
+        return {"valid": self.valid, "length": self.length, "n_cells": int(len(self.cells)),
+                "n_waypoints": int(len(self.waypoints)), "seconds": self.seconds,
+                "starts_valid": self.starts_valid, "reason": self.reason}
+
+
+class _Problem:
+    """Everything fixed during one batched optimisation: map tensors, endpoints."""
+
+    def __init__(self, occ: np.ndarray, cfg: PlannerConfig, device: torch.device):
+        self.occ_f = np.clip(np.asarray(occ, dtype=np.float32), 0.0, 1.0)  # (H, W) in [0, 1]
+        self.occ_b = self.occ_f >= 0.5
+        self.device = device
+        betas = [cfg.beta_start, cfg.beta_end]
+        self.pm = PaddedMap(self.occ_f, window_radius(max(betas)), device=device)
+        self.occ_t = torch.from_numpy(self.occ_f).to(device)
+        self.field = (DistanceField(self.occ_b, cfg.upsample, device=device)
+                      if cfg.w_clearance > 0 else None)
+
+
+class GradientPlanner:
+    """Plans by gradient descent on waypoints. ``plan`` for one problem, ``plan_batch`` for many."""
+
+    def __init__(self, config: PlannerConfig | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0):
+        self.cfg = config or PlannerConfig()
+        self.device = torch.device(device)
+        self.seed = seed
+
+    # ------------------------------------------------------------------ public API
+    def plan(self, occ: np.ndarray, start, goal, init: np.ndarray | None = None,
+             iters: int | None = None) -> PlanResult:
+        """One problem. occ (H, W) bool or obstacle probability; start/goal (row, col).
+
+        ``init`` (T, 2) warm-starts the fine stage (plus the usual multi-starts);
+        ``iters`` overrides the fine-stage step count (e.g. few steps when replanning).
+        """
+        inits = None if init is None else [np.asarray(init, dtype=np.float32)]
+        return self.plan_batch(occ, [start], [goal], inits=inits, iters=iters)[0]
+
+    def plan_batch(self, occ: np.ndarray, starts, goals, inits: list[np.ndarray] | None = None,
+                   iters: int | None = None) -> list[PlanResult]:
+        """Many problems on one map, all starts of all problems in one tensor.
+
+        Problems of different lengths share the tensor: trajectory n uses its first
+        ``counts[n]`` waypoints; the rest are pinned copies of its goal.
+        """
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        prob = _Problem(occ, cfg, self.device)
+        s = torch.as_tensor(np.asarray(starts, dtype=np.float32), device=self.device)  # (B, 2)
+        g = torch.as_tensor(np.asarray(goals, dtype=np.float32), device=self.device)  # (B, 2)
+        gen = torch.Generator().manual_seed(self.seed)
+        wp, counts, loss_hist, snaps = self._initial_and_optimise(prob, s, g, inits, iters, gen)
+        results = self._select(prob, wp, counts, s, g, loss_hist, snaps)
+        todo = [b for b, r in enumerate(results) if not r.valid]
+        for r in range(cfg.repair_rounds):
+            if not todo:
+                break
+            idx = torch.tensor(todo, device=self.device)
+            k = wp.shape[1]
+            sub = wp[idx].reshape(len(todo) * k, -1, 2)  # (N', T, 2)
+            sk, gk = s[idx].repeat_interleave(k, 0), g[idx].repeat_interleave(k, 0)
+            c = _counts(path_length(sub), cfg.spacing)
+            sub = resample(sub, int(c.max()), c)
+            sub = _kick(sub, c, prob.occ_b, 1.0 + 0.5 * r, gen)
+            sub, lh, sn = self._optimise(prob, sub, c, sk, gk, cfg.fine_iters,
+                                         (max(2.0, cfg.beta_end), cfg.beta_end),
+                                         cfg.growth * 2.0 ** (r + 1), cfg.spacing)
+            t_new = max(wp.shape[2], sub.shape[1])
+            wp = _pad_to(wp.reshape(-1, wp.shape[2], 2), t_new).reshape(wp.shape[0], k, t_new, 2)
+            wp[idx] = _pad_to(sub, t_new).reshape(len(todo), k, t_new, 2)
+            fixed = self._select(prob, sub.reshape(len(todo), k, -1, 2), c.reshape(len(todo), k),
+                                 s[idx], g[idx], lh, sn)
+            for b, res in zip(todo, fixed):
+                if res.valid:
+                    results[b] = res
+            todo = [b for b in todo if not results[b].valid]
+        elapsed = (time.perf_counter() - t0) / max(1, len(results))
+        for res in results:
+            res.seconds = elapsed
+        return results
+
+    # ------------------------------------------------------------------ stages
+    def _initial_and_optimise(self, prob, s, g, inits, iters, gen):
+        """Initial trajectories, then coarse and fine stages.
+
+        -> wp (B, K, T, 2), counts (B, K), loss history (steps, B·K), snapshots.
+        """
+        cfg = self.cfg
+        b = s.shape[0]
+        coarse = cfg.coarse_spacing > 0 and inits is None and cfg.init != "astar"
+        spacing0 = cfg.coarse_spacing if coarse else cfg.spacing
+        if cfg.n_waypoints:
+            counts = torch.full((b,), cfg.n_waypoints, device=self.device)
+        else:
+            counts = _counts((g - s).norm(dim=1) * 1.1, spacing0)  # (B,)
+        t0 = int(counts.max())
+        wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_b, gen)  # (B, K, T, 2)
+        k = wp.shape[1]
+        if inits is not None:  # a warm start replaces the first start of each problem
+            wp = wp.clone()
+            wp[:, 0] = torch.stack([resample(torch.as_tensor(w, device=self.device)[None], t0)[0]
+                                    for w in inits])  # (B, T, 2)
+        flat = wp.reshape(b * k, t0, 2)  # (N, T, 2)
+        counts = counts.repeat_interleave(k)  # (N,)
+        if bool((counts != t0).any()):
+            flat = resample(flat, t0, counts)
+        sk, gk = s.repeat_interleave(k, 0), g.repeat_interleave(k, 0)  # (N, 2)
+        logs, snaps = [], []
+        if coarse:
+            flat, lh, snaps = self._optimise(prob, flat, counts, sk, gk, cfg.coarse_iters,
+                                             (cfg.beta_start, cfg.beta_end), cfg.growth,
+                                             cfg.coarse_spacing)
+            logs.append(lh)
+            counts = _counts(path_length(flat), cfg.spacing)
+            t1 = int(counts.max())
+            flat = resample(flat, t1, counts)
+            snaps = [resample(x, t1, counts) for x in snaps]
+        n_fine = cfg.fine_iters if iters is None else iters
+        beta0 = cfg.beta_end if (coarse or inits is not None) else cfg.beta_start
+        flat, lh, sn = self._optimise(prob, flat, counts, sk, gk, n_fine, (beta0, cfg.beta_end),
+                                      cfg.growth, cfg.spacing)
+        logs.append(lh)
+        snaps += sn
+        loss_hist = torch.cat(logs, 0)  # (steps, N)
+        return flat.reshape(b, k, -1, 2), counts.reshape(b, k), loss_hist, snaps
+
+    def _optimise(self, prob: _Problem, wp: torch.Tensor, counts: torch.Tensor, s: torch.Tensor,
+                  g: torch.Tensor, iters: int, betas: tuple[float, float], growth: float,
+                  spacing: float):
+        """Adam on waypoints. wp (N, T, 2), counts (N,), s and g (N, 2).
+
+        β goes geometrically from betas[0] to betas[1], collision weights rise geometrically
+        by ``growth``, the learning rate is cosine-decayed. With pinned endpoints, waypoint 0
+        and waypoints counts-1.. are held at start and goal.
+        Returns (wp (N, T, 2), loss per step (iters, N), snapshots).
+        """
+        cfg = self.cfg
+        n, t = wp.shape[0], wp.shape[1]
+        fixed = wp.detach().clone()
+        steps = torch.arange(t, device=wp.device)[None]  # (1, T)
+        if cfg.pinned:
+            tail = steps >= (counts[:, None] - 1)  # (N, T)
+            fixed[:, 0] = s
+            fixed = torch.where(tail[..., None], g[:, None], fixed)
+            free = ((steps > 0) & ~tail)[..., None]  # (N, T, 1)
+        else:
+            free = torch.ones(n, t, 1, dtype=torch.bool, device=wp.device)
+        params = fixed.clone().requires_grad_(True)
+        if iters <= 0:
+            return fixed, torch.zeros(0, n), []
+        opt = torch.optim.Adam([params], lr=cfg.lr)
+        losses, snaps = [], []
+        inv_h2 = 1.0 / (spacing * spacing)
+        for it in range(iters):
+            frac = it / max(1, iters - 1)
+            beta = betas[0] * (betas[1] / betas[0]) ** frac
+            wc = growth ** frac
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            full = torch.where(free, params, fixed)  # (N, T, 2)
+            loss = cfg.w_smooth * inv_h2 * obj.smoothness_term(full)  # (N,)
+            if cfg.w_collision > 0:
+                col = (obj.collision_term_dense(full, prob.occ_t, beta) if cfg.dense
+                       else obj.collision_term(full, prob.pm, beta))
+                loss = loss + cfg.w_collision * wc * col
+            if prob.field is not None:
+                loss = loss + cfg.w_clearance * wc * obj.clearance_term(full, prob.field, cfg.margin)
+            if cfg.w_spacing > 0:
+                loss = loss + cfg.w_spacing * wc * obj.spacing_term(full, 1.5 * spacing)
+            if not cfg.pinned:
+                loss = loss + cfg.w_goal * obj.goal_term(full, g) + cfg.w_start * obj.start_term(full, s)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            losses.append(loss.detach())
+            if cfg.record_every and it % cfg.record_every == 0:
+                snaps.append(full.detach().clone())
+        final = torch.where(free, params, fixed).detach()
+        return final, torch.stack(losses), snaps
+
+    # ------------------------------------------------------------------ evaluation
+    def _select(self, prob, wp, counts, s, g, loss_hist, snaps) -> list[PlanResult]:
+        """Per problem: derive every start's cell path; keep the shortest valid one.
+
+        wp (B, K, T, 2), counts (B, K).
+        """
+        cfg = self.cfg
+        b, k = wp.shape[0], wp.shape[1]
+        wp_np = wp.detach().cpu().numpy().astype(np.float64)  # (B, K, T, 2)
+        cnt = counts.cpu().numpy()
+        s_np = s.cpu().numpy().round().astype(int)
+        g_np = g.cpu().numpy().round().astype(int)
+        lengths = path_length(wp.reshape(b * k, -1, 2)).reshape(b, k).cpu().numpy()
+        out = []
+        for i in range(b):
+            best, best_key = None, None
+            n_valid = 0
+            for j in range(k):
+                pts = wp_np[i, j, : cnt[i, j]]
+                cells = cell_path_from_waypoints(np.round(pts) if cfg.round_output else pts,
+                                                 prob.occ_b)
+                reason = invalid_reason(prob.occ_b, cells, tuple(s_np[i]), tuple(g_np[i]))
+                n_valid += reason is None
+                key = (reason is not None, lengths[i, j])
+                if best_key is None or key < best_key:
+                    best, best_key = (j, pts, cells, reason), key
+            j, pts, cells, reason = best
+            n = i * k + j
+            out.append(PlanResult(
+                waypoints=pts, cells=cells, valid=reason is None,
+                length=float(lengths[i, j]), reason=reason,
+                loss=loss_hist[:, n].cpu().tolist() if loss_hist.numel() else [],
+                history=[x[n, : cnt[i, j]].cpu().numpy() for x in snaps],
+                starts_valid=n_valid))
+        if cfg.init == "astar":
+            self._fallback_to_astar(prob, out, s_np, g_np)
+        return out
+
+    @staticmethod
+    def _fallback_to_astar(prob, results, s_np, g_np) -> None:
+        """Seeded mode: if refinement broke a path, return the A* path itself."""
+        from descentlab.planning.search import astar
+
+        for i, res in enumerate(results):
+            if res.valid:
+                continue
+            found = astar(prob.occ_b, tuple(s_np[i]), tuple(g_np[i]))
+            if found is not None:
+                results[i] = dataclasses.replace(
+                    res, waypoints=found.cells.astype(np.float64), cells=found.cells,
+                    valid=True, length=float(found.length), reason=None)
+
+
+def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: float,
+          gen: torch.Generator, reach: float = 3.0) -> torch.Tensor:
+    """Perturb each trajectory sideways where its cell path hits an obstacle.
+
+    A path that crosses a thin wall or squeezes between two diagonal obstacles sits on a
+    saddle of the collision costs: the gradient there runs along the path, not across it.
+    A random-sided, smooth bump of ``amplitude`` cells across the path around each
+    conflict (perturbed gradient descent) moves it off the saddle; the next optimisation
+    round then slides it around the obstacle. wp (N, T, 2) -> (N, T, 2).
+    """
+    out = wp.clone()
+    wp_np = wp.cpu().numpy().astype(np.float64)
+    for n in range(wp.shape[0]):
+        m = int(counts[n])
+        pts = wp_np[n, :m]
+        cells = supercover_cells(pts)
+        hit = cells[occ_at(occ, cells)]
+        if len(hit) == 0:
+            continue
+        tangent = np.gradient(pts, axis=0)
+        normal = np.stack([-tangent[:, 1], tangent[:, 0]], 1)
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
+        bump = np.zeros(m)
+        for c in hit[:: max(1, len(hit) // 8)]:
+            d = np.linalg.norm(pts - c, axis=1)
+            sign = 1.0 if torch.rand((), generator=gen).item() < 0.5 else -1.0
+            bump += sign * np.clip(1.0 - d / reach, 0.0, None)
+        bump[0] = bump[-1] = 0.0
+        delta = amplitude * np.clip(bump, -1, 1)[:, None] * normal  # (m, 2)
+        out[n, :m] += torch.as_tensor(delta, dtype=wp.dtype, device=wp.device)
+    return out
+
+
+def _pad_to(wp: torch.Tensor, t: int) -> torch.Tensor:
+    """Pad trajectories with copies of their last point to length t. (N, T, 2) -> (N, t, 2)."""
+    if wp.shape[1] >= t:
+        return wp
+    return torch.cat([wp, wp[:, -1:].expand(-1, t - wp.shape[1], -1)], dim=1)
+
+
+def occ_at(occ: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Obstacle (or off-map) flag per cell. cells (L, 2) -> (L,) bool."""
+    h, w = occ.shape
+    i, j = cells[:, 0], cells[:, 1]
+    inside = (i >= 0) & (i < h) & (j >= 0) & (j < w)
+    out = ~inside
+    out[inside] = occ[i[inside], j[inside]]
+    return out
+
+
+def _counts(lengths: torch.Tensor, spacing: float) -> torch.Tensor:
+    """Waypoints per path of the given lengths at ``spacing``: (N,) -> (N,) long in [3, MAX]."""
+    return (torch.ceil(lengths / spacing) + 1).clamp(3, MAX_WAYPOINTS).long()

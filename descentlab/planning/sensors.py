@@ -1,0 +1,241 @@
+"""What the bot sees (SPEC B): the note's soft observation and a ray-cast range sensor.
+
+Every sensor returns an :class:`Observation` over a window of the map: per cell a visibility
+weight ``w`` in [0, 1], an observed value ``z`` ≈ ``w · m_o`` and a ``seen`` mask of the
+cells the reading says something about. The per-cell occupancy reading is ``z / w``.
+
+* ``soft`` — the note ("Gradient-based planning, mapping and execution", Cho 2024):
+  ``m̃_o = clip(m_c · m_o + ε, 0, 1)``, ``ε ~ N(0, σ²)`` (σ = 0.001 in the note), ``m_c`` the
+  soft position map of the bot (SPEC A convention, ``exp(-d²/β)`` normalised over the map).
+  ``w = m_c``, so visibility is the Gaussian footprint of ``m_c``. A cell counts as seen
+  when ``m_c ≥ seen_weight`` (there the reading's noise σ/w is small).
+* ``ray`` — cells within Euclidean radius ``R`` of the bot, visible unless the straight line
+  from the bot's centre to the cell's centre passes through an obstacle cell (ray casting,
+  Amanatides & Woo 1987). A line passing exactly through a lattice corner is blocked only
+  when both cells touching it there are obstacles (a zero-width gap). Each reading is
+  flipped with probability ``flip_prob`` (optional noise). ``w = 1`` on visible cells.
+  The walk per offset depends only on ``R`` and is tabulated once (:func:`ray_table`).
+
+Cells outside the map are walls for occlusion and are never observed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+
+
+class Observation(NamedTuple):
+    """One reading over the window ``[r0, r0+h) x [c0, c0+w)`` of the map.
+
+    weight (h, w) float in [0, 1]: visibility; value (h, w) float in [0, 1]: observed
+    ``weight · occupancy`` (+ noise); seen (h, w) bool: cells this reading informs.
+    """
+
+    origin: tuple[int, int]
+    weight: np.ndarray
+    value: np.ndarray
+    seen: np.ndarray
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """The map slice this observation covers."""
+        r0, c0 = self.origin
+        h, w = self.weight.shape
+        return slice(r0, r0 + h), slice(c0, c0 + w)
+
+    def reading(self) -> np.ndarray:
+        """Per-cell occupancy reading ``z / w`` (0 where ``w = 0``). (h, w) float."""
+        return np.divide(self.value, self.weight, out=np.zeros_like(self.value),
+                         where=self.weight > 0)
+
+
+# ---------------------------------------------------------------- the note's soft sensor
+
+@dataclasses.dataclass
+class SoftSensorConfig:
+    """The note's soft observation ``clip(m_c · m_o + ε, 0, 1)``."""
+
+    beta: float = option(4.0, "squared width β of the bot's soft position map m_c (visibility "
+                              "footprint; about √(β·ln(w_max/seen_weight)) cells)")
+    noise_std: float = option(0.001, "std of the Gaussian observation noise ε (the note: 0.001)")
+    seen_weight: float = option(0.005, "a cell counts as seen when m_c there is at least this")
+
+    def __post_init__(self):
+        if self.beta <= 0:
+            raise InputError(f"must be > 0, got {self.beta}", where="--soft-beta")
+        if self.noise_std < 0:
+            raise InputError(f"must be >= 0, got {self.noise_std}", where="--soft-noise-std")
+
+
+def soft_position_map(pos: tuple[float, float], shape: tuple[int, int], beta: float) -> np.ndarray:
+    """``m_c`` of one position over the whole map (SPEC A), summing to 1. -> (H, W) float64."""
+    import torch
+
+    from descentlab.planning.soft_map import soft_position_map_dense
+
+    p = torch.tensor([[float(pos[0]), float(pos[1])]], dtype=torch.float64)  # (1, 2)
+    return soft_position_map_dense(p, shape[0], shape[1], beta, pad=0)[0].numpy()  # (H, W)
+
+
+class SoftSensor:
+    """The note's sensor; the window is the whole map."""
+
+    def __init__(self, config: SoftSensorConfig):
+        self.config = config
+
+    def observe(self, occ: np.ndarray, pos: tuple[int, int],
+                rng: np.random.Generator) -> Observation:
+        """occ (H, W) bool true map, pos (row, col) -> Observation over the whole map."""
+        cfg = self.config
+        m_c = soft_position_map(pos, occ.shape, cfg.beta)  # (H, W)
+        noise = rng.normal(0.0, cfg.noise_std, size=occ.shape) if cfg.noise_std > 0 else 0.0
+        value = np.clip(m_c * occ + noise, 0.0, 1.0)
+        return Observation((0, 0), m_c, value, m_c >= cfg.seen_weight)
+
+
+# ---------------------------------------------------------------- ray-cast range sensor
+
+@dataclasses.dataclass
+class RaySensorConfig:
+    """Range sensor with occlusion: radius R, optional flip noise."""
+
+    radius: float = option(5.0, "sensing radius R in cells (Euclidean, centre to centre)")
+    flip_prob: float = option(0.0, "probability that a visible cell's reading is flipped")
+
+    def __post_init__(self):
+        if not self.radius > 0:
+            raise InputError(f"must be > 0, got {self.radius}", where="--radius")
+        if not 0 <= self.flip_prob < 0.5:
+            raise InputError(f"must be in [0, 0.5), got {self.flip_prob}", where="--flip-prob")
+
+
+def ray_cells(a: int, b: int) -> tuple[list[tuple[int, int]], list[tuple[tuple[int, int], ...]]]:
+    """The cells the segment from (0, 0) to (a, b) (cell centres) passes through.
+
+    Returns ``(through, corners)``: ``through`` the cells strictly between the two ends whose
+    interior the segment crosses, in order; ``corners`` the pairs of cells touched only at a
+    lattice corner the segment passes exactly through. Exact: boundary crossings are
+    compared as integers (row boundary k at t = (2k+1)/(2|a|), column m at (2m+1)/(2|b|)).
+    """
+    si, sj = (1 if a > 0 else -1), (1 if b > 0 else -1)
+    na, nb = abs(a), abs(b)
+    i = j = 0
+    k = m = 0  # crossings done along rows / columns
+    through: list[tuple[int, int]] = []
+    corners: list[tuple[tuple[int, int], ...]] = []
+    while k < na or m < nb:
+        tk = (2 * k + 1) * nb if k < na else None  # row crossing, scaled by 2|a||b|
+        tm = (2 * m + 1) * na if m < nb else None
+        if tk is not None and tm is not None and tk == tm:  # exactly through a corner
+            corners.append(((i + si, j), (i, j + sj)))
+            i, j, k, m = i + si, j + sj, k + 1, m + 1
+        elif tm is None or (tk is not None and tk < tm):
+            i, k = i + si, k + 1
+        else:
+            j, m = j + sj, m + 1
+        if (i, j) != (a, b):
+            through.append((i, j))
+    return through, corners
+
+
+@functools.lru_cache(maxsize=16)
+def ray_table(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets within ``radius`` and their ray walks, as flat indices into the window.
+
+    The window is (2r+1)² with r = ⌊radius⌋, flattened, plus one always-free sentinel at
+    index (2r+1)². Returns ``offsets`` (N, 2), ``through`` (N, Lmax), ``corner_a`` and
+    ``corner_b`` (N, Cmax), padded with the sentinel.
+    """
+    r = int(np.floor(radius))
+    side = 2 * r + 1
+    sentinel = side * side
+    offsets, walks, corners = [], [], []
+    for a in range(-r, r + 1):
+        for b in range(-r, r + 1):
+            if (a, b) == (0, 0) or a * a + b * b > radius * radius:
+                continue
+            through, pairs = ray_cells(a, b)
+            offsets.append((a, b))
+            walks.append([(i + r) * side + (j + r) for i, j in through])
+            corners.append([((p[0] + r) * side + p[1] + r, (q[0] + r) * side + q[1] + r)
+                            for p, q in pairs])
+    n = len(offsets)
+    lmax = max([len(w) for w in walks] + [1])
+    cmax = max([len(c) for c in corners] + [1])
+    through = np.full((n, lmax), sentinel, dtype=np.int64)
+    ca = np.full((n, cmax), sentinel, dtype=np.int64)
+    cb = np.full((n, cmax), sentinel, dtype=np.int64)
+    for t in range(n):
+        through[t, :len(walks[t])] = walks[t]
+        for q, (x, y) in enumerate(corners[t]):
+            ca[t, q], cb[t, q] = x, y
+    return np.asarray(offsets, dtype=np.int64).reshape(-1, 2), through, ca, cb
+
+
+def visible_cells(occ: np.ndarray, pos: tuple[int, int], radius: float) -> np.ndarray:
+    """Cells visible from ``pos`` within ``radius``. occ (H, W) bool -> (H, W) bool.
+
+    The bot's own cell is visible; an obstacle cell is visible (its face is seen) when the
+    line to it is clear.
+    """
+    r = int(np.floor(radius))
+    side = 2 * r + 1
+    h, w = occ.shape
+    pr, pc = int(pos[0]), int(pos[1])
+    padded = np.pad(np.asarray(occ, dtype=bool), r, constant_values=True)  # off-map = wall
+    win = padded[pr:pr + side, pc:pc + side].ravel()  # (side²,) centred on pos
+    win = np.append(win, False)  # sentinel
+    offsets, through, ca, cb = ray_table(float(radius))
+    clear = ~win[through].any(axis=1) & ~(win[ca] & win[cb]).any(axis=1)  # (N,)
+    vis = np.zeros((h, w), dtype=bool)
+    rr, cc = offsets[clear, 0] + pr, offsets[clear, 1] + pc
+    on = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+    vis[rr[on], cc[on]] = True
+    vis[pr, pc] = True
+    return vis
+
+
+class RaySensor:
+    """Ray-cast range sensor; the window is the (2R+1)² square around the bot, clipped."""
+
+    def __init__(self, config: RaySensorConfig):
+        self.config = config
+
+    def observe(self, occ: np.ndarray, pos: tuple[int, int],
+                rng: np.random.Generator) -> Observation:
+        """occ (H, W) bool true map, pos (row, col) -> Observation over the window."""
+        r = int(np.floor(self.config.radius))
+        h, w = occ.shape
+        r0, r1 = max(0, pos[0] - r), min(h, pos[0] + r + 1)
+        c0, c1 = max(0, pos[1] - r), min(w, pos[1] + r + 1)
+        vis = visible_cells(occ, pos, self.config.radius)[r0:r1, c0:c1]  # (h', w')
+        reading = occ[r0:r1, c0:c1].astype(np.float64)
+        if self.config.flip_prob > 0:
+            flip = rng.random(reading.shape) < self.config.flip_prob
+            reading = np.where(flip, 1.0 - reading, reading)
+        weight = vis.astype(np.float64)
+        return Observation((r0, c0), weight, reading * weight, vis)
+
+
+# ---------------------------------------------------------------- registry
+
+SENSORS: dict[str, tuple[type, type]] = {
+    "soft": (SoftSensorConfig, SoftSensor),
+    "ray": (RaySensorConfig, RaySensor),
+}
+
+
+def make_sensor(name: str, config=None):
+    """Build sensor ``name`` from its config (default config when None)."""
+    if name not in SENSORS:
+        raise InputError(f"unknown sensor {name!r}; choose from {', '.join(SENSORS)}",
+                         where="--sensor")
+    cfg_cls, cls = SENSORS[name]
+    return cls(config if config is not None else cfg_cls())

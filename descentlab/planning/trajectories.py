@@ -1,0 +1,95 @@
+"""Initial trajectories and arc-length resampling. All tensors are (N, T, 2), row/column.
+
+Initialisations are a registry (``INITS``), one signature:
+``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) bool, generator) -> (B, K, T, 2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+
+def resample(wp: torch.Tensor, n: int, counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Resample polylines evenly by arc length. (N, T, 2) -> (N, n, 2).
+
+    With ``counts`` (N,), polyline k gets ``counts[k]`` evenly spaced points and is then
+    padded with copies of its last point up to ``n`` (a batch of different lengths).
+    """
+    seg = torch.diff(wp, dim=1).norm(dim=-1)  # (N, T-1)
+    cum = torch.cat([torch.zeros_like(seg[:, :1]), seg.cumsum(1)], dim=1)  # (N, T)
+    total = cum[:, -1:].clamp_min(1e-9)
+    steps = torch.arange(n, device=wp.device, dtype=wp.dtype)[None]  # (1, n)
+    denom = (counts[:, None].to(wp.dtype) - 1) if counts is not None else torch.tensor(n - 1.0)
+    target = (steps / denom.clamp_min(1)).clamp(max=1.0) * total  # (N, n)
+    idx = torch.searchsorted(cum.contiguous(), target.contiguous()).clamp(1, wp.shape[1] - 1)
+    c0 = cum.gather(1, idx - 1)
+    c1 = cum.gather(1, idx)
+    f = ((target - c0) / (c1 - c0).clamp_min(1e-12)).clamp(0, 1)[..., None]  # (N, n, 1)
+    p0 = wp.gather(1, (idx - 1)[..., None].expand(-1, -1, 2))
+    p1 = wp.gather(1, idx[..., None].expand(-1, -1, 2))
+    return p0 + f * (p1 - p0)
+
+
+def path_length(wp: torch.Tensor) -> torch.Tensor:
+    """Polyline length. (N, T, 2) -> (N,)."""
+    return torch.diff(wp, dim=1).norm(dim=-1).sum(-1)
+
+
+def bow_offsets(n_starts: int) -> list[float]:
+    """Sideways bow amplitudes (fraction of the start-goal distance): 0, ±a1, ±a2, ..."""
+    amps = [0.0]
+    k = 1
+    while len(amps) < n_starts:
+        a = 0.12 * k * (1.0 + 0.25 * (k - 1))
+        amps += [a, -a]
+        k += 1
+    return amps[:n_starts]
+
+
+def init_line(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+    """Straight line plus sideways-bowed arcs (half-sine bumps) as multi-starts. -> (B, K, T, 2)."""
+    t = torch.linspace(0, 1, n_waypoints, dtype=start.dtype, device=start.device)  # (T,)
+    d = goal - start  # (B, 2)
+    normal = torch.stack([-d[:, 1], d[:, 0]], dim=1)  # (B, 2), length = |d|
+    amps = torch.tensor(bow_offsets(n_starts), dtype=start.dtype, device=start.device)  # (K,)
+    base = start[:, None, None, :] + t[None, None, :, None] * d[:, None, None, :]  # (B, 1, T, 2)
+    bump = torch.sin(math.pi * t)[None, None, :, None] * amps[None, :, None, None]  # (1, K, T, 1)
+    return base + bump * normal[:, None, None, :]  # (B, K, T, 2)
+
+
+def init_random(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+    """The note's initialisation: x_t ~ U(0, x_max), y_t ~ U(0, y_max). -> (B, K, T, 2)."""
+    b = start.shape[0]
+    hi = torch.tensor([occ.shape[0] - 1.0, occ.shape[1] - 1.0], dtype=start.dtype)
+    u = torch.rand(b, n_starts, n_waypoints, 2, generator=gen, dtype=start.dtype)
+    return (u * hi).to(start.device)
+
+
+def init_astar(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+    """The A* cell path (8-connected, octile-optimal) as a polyline: one start per problem.
+
+    Used by the ``gradient-astar-init`` planner only; the pure gradient planner never searches.
+    Raises ValueError if a goal is unreachable. -> (B, 1, T, 2).
+    """
+    from descentlab.planning.search import astar
+
+    out = []
+    for s, g in zip(start.tolist(), goal.tolist()):
+        res = astar(occ, (round(s[0]), round(s[1])), (round(g[0]), round(g[1])))
+        if res is None:
+            raise ValueError(f"goal {tuple(g)} is unreachable from {tuple(s)}")
+        cells = torch.as_tensor(res.cells, dtype=start.dtype)[None]  # (1, L, 2)
+        if cells.shape[1] == 1:
+            cells = cells.repeat(1, 2, 1)
+        out.append(resample(cells, n_waypoints))
+    return torch.stack(out).to(start.device)  # (B, 1, T, 2)
+
+
+INITS: dict[str, Callable[..., torch.Tensor]] = {
+    "line": init_line,
+    "random": init_random,
+    "astar": init_astar,
+}

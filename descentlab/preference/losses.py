@@ -1,0 +1,316 @@
+"""Preference losses: one registry, one tensor-only signature (SPEC parts C–D).
+
+Every loss takes a :class:`Logps` (sequence log-probs and response lengths, plain tensors
+shaped ``(B,)``) and :class:`LossParams`, and returns a :class:`LossTerms`: per-example
+losses ``(B,)`` and the implicit rewards of chosen and rejected ``(B,)`` (plus any extra
+metrics). :func:`preference_loss` adds the optional SFT term and the metrics under TRL's
+names. Notation (note D): Δπ = log π(y₊) − log π(y₋), Δπ₀ the same under the frozen
+reference, z the argument of the sigmoid, ℓ = softplus(−z) = −log σ(z).
+
+No model is needed: the bandit and length experiments call these on raw tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+
+
+class Logps(NamedTuple):
+    """Sequence log-probs (sums over response tokens) and response lengths, all ``(B,)``.
+
+    ``ref_*`` may be None for reference-free losses (``simpo``) or when γ = 0.
+    """
+
+    policy_chosen: Tensor
+    policy_rejected: Tensor
+    ref_chosen: Tensor | None = None
+    ref_rejected: Tensor | None = None
+    chosen_len: Tensor | None = None
+    rejected_len: Tensor | None = None
+
+
+class LossTerms(NamedTuple):
+    """Per-example ``losses (B,)``, implicit ``chosen_rewards``/``rejected_rewards (B,)``
+    (detached) and ``extra`` metrics (floats or 0-dim tensors)."""
+
+    losses: Tensor
+    chosen_rewards: Tensor
+    rejected_rewards: Tensor
+    extra: dict = {}
+
+
+@dataclass
+class LossParams:
+    """Parameters of the preference losses (each loss reads the ones it needs)."""
+
+    beta: float = option(0.1, "β: scale of the policy log-ratio (typical 0.01-0.5; SimPO 2-2.5)")
+    gamma: float | None = option(None, "γ: scale of the reference log-ratio in dpo_bg/pdpo "
+                                 "(default: = β, i.e. standard DPO; 0 = reference-free)")
+    label_smoothing: float = option(0.0, "ε: assumed label-flip rate for dpo (cDPO) and "
+                                    "robust (0 <= ε < 0.5)")
+    simpo_margin: float = option(0.5, "SimPO target reward margin γ_SimPO (typical 0.3-1.6)")
+    rdpo_alpha: float = option(0.0, "R-DPO length-difference weight α (typical 0.005-0.05)")
+    sft_weight: float = option(0.0, "weight of an added SFT term: per-token NLL of y₊")
+    baseline: str = option("mean", "pdpo score-function baseline: batch mean, leave-one-out "
+                           "mean, or none", choices=("mean", "loo", "none"))
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise InputError(f"β must be > 0, got {self.beta}", where="--beta")
+        if self.gamma is not None and self.gamma < 0:
+            raise InputError(f"γ must be >= 0, got {self.gamma}", where="--gamma")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise InputError("label smoothing must be in [0, 0.5)", where="--label-smoothing")
+        if self.sft_weight < 0:
+            raise InputError("must be >= 0", where="--sft-weight")
+        if self.baseline not in BASELINES:
+            raise InputError(f"unknown baseline {self.baseline!r}", where="--baseline")
+
+    @property
+    def gamma_(self) -> float:
+        """γ, defaulting to β."""
+        return self.beta if self.gamma is None else self.gamma
+
+
+def _need_ref(lp: Logps, name: str) -> tuple[Tensor, Tensor]:
+    if lp.ref_chosen is None or lp.ref_rejected is None:
+        raise ValueError(f"loss {name!r} needs reference log-probs")
+    return lp.ref_chosen, lp.ref_rejected
+
+
+def _need_len(lp: Logps, name: str) -> tuple[Tensor, Tensor]:
+    if lp.chosen_len is None or lp.rejected_len is None:
+        raise ValueError(f"loss {name!r} needs response lengths")
+    return lp.chosen_len.to(lp.policy_chosen.dtype), lp.rejected_len.to(lp.policy_chosen.dtype)
+
+
+def _ratios(lp: Logps, name: str) -> tuple[Tensor, Tensor]:
+    """log π/π₀ of chosen and rejected, ``(B,)`` each."""
+    rc, rr = _need_ref(lp, name)
+    return lp.policy_chosen - rc, lp.policy_rejected - rr
+
+
+def _bg_logits(lp: Logps, p: LossParams, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """z = β Δπ − γ Δπ₀ and the rewards β log π − γ log π₀ (whose difference is z)."""
+    g = p.gamma_
+    if g == 0:
+        rc = rr = torch.zeros_like(lp.policy_chosen)
+    else:
+        rc, rr = _need_ref(lp, name)
+    chosen = p.beta * lp.policy_chosen - g * rc
+    rejected = p.beta * lp.policy_rejected - g * rr
+    return chosen - rejected, chosen, rejected
+
+
+def dpo(lp: Logps, p: LossParams) -> LossTerms:
+    """DPO (Rafailov et al. 2023, Eq. 7), with cDPO label smoothing ε (Mitchell 2023).
+
+    z = β (Δπ − Δπ₀);  ℓ = (1−ε)·softplus(−z) + ε·softplus(z).  Equals TRL's ``sigmoid``.
+    Rewards: β log π/π₀ (TRL's ``rewards/chosen``).
+    """
+    sc, sr = _ratios(lp, "dpo")
+    z = p.beta * (sc - sr)
+    eps = p.label_smoothing
+    losses = (1 - eps) * F.softplus(-z) + eps * F.softplus(z)
+    return LossTerms(losses, p.beta * sc.detach(), p.beta * sr.detach())
+
+
+def dpo_bg(lp: Logps, p: LossParams) -> LossTerms:
+    """Generalised DPO with separate β and γ (note D, SPEC C–D).
+
+    z = β Δπ − γ Δπ₀;  ℓ = softplus(−z).  ∂ℓ/∂log π(y±) = ∓β σ(−z); γ enters only through
+    the weight σ(−z). γ = β is :func:`dpo`; γ/β acts as an inverse temperature on π₀
+    (> 1 sharpens, < 1 flattens, 0 = reference-free). Rewards: β log π − γ log π₀.
+    """
+    z, c, r = _bg_logits(lp, p, "dpo_bg")
+    return LossTerms(F.softplus(-z), c.detach(), r.detach())
+
+
+def ipo(lp: Logps, p: LossParams) -> LossTerms:
+    """IPO (Azar et al. 2023, Eq. 17): ℓ = (Δπ − Δπ₀ − 1/(2β))², β as the paper's τ.
+
+    Uses sequence sums of log-probs, as the paper (TRL averages per token). Rewards: β log π/π₀.
+    """
+    sc, sr = _ratios(lp, "ipo")
+    losses = (sc - sr - 1 / (2 * p.beta)) ** 2
+    return LossTerms(losses, p.beta * sc.detach(), p.beta * sr.detach())
+
+
+def simpo(lp: Logps, p: LossParams) -> LossTerms:
+    """SimPO (Meng et al. 2024, Eq. 6): reference-free, length-normalised, with a margin.
+
+    z = β (log π(y₊)/|y₊| − log π(y₋)/|y₋|) − γ_SimPO;  ℓ = softplus(−z), as TRL's CPO
+    ``simpo``. Rewards: β log π(y)/|y|.
+    """
+    lc, lr = _need_len(lp, "simpo")
+    c = p.beta * lp.policy_chosen / lc.clamp(min=1)
+    r = p.beta * lp.policy_rejected / lr.clamp(min=1)
+    return LossTerms(F.softplus(-(c - r - p.simpo_margin)), c.detach(), r.detach())
+
+
+def rdpo(lp: Logps, p: LossParams) -> LossTerms:
+    """R-DPO (Park et al. 2024, Eq. 9): DPO with a length-difference term.
+
+    z = β (Δπ − Δπ₀) + α (|y₊| − |y₋|);  ℓ = softplus(−z). A longer chosen response needs a
+    smaller log-ratio margin, so length alone is not rewarded. Rewards: β log π/π₀.
+    """
+    sc, sr = _ratios(lp, "rdpo")
+    lc, lr = _need_len(lp, "rdpo")
+    z = p.beta * (sc - sr) + p.rdpo_alpha * (lc - lr)
+    return LossTerms(F.softplus(-z), p.beta * sc.detach(), p.beta * sr.detach())
+
+
+def hinge(lp: Logps, p: LossParams) -> LossTerms:
+    """SLiC-HF hinge (Zhao et al. 2023): ℓ = max(0, 1 − β (Δπ − Δπ₀)), as TRL's ``hinge``."""
+    sc, sr = _ratios(lp, "hinge")
+    return LossTerms(F.relu(1 - p.beta * (sc - sr)), p.beta * sc.detach(), p.beta * sr.detach())
+
+
+def robust(lp: Logps, p: LossParams) -> LossTerms:
+    """Robust DPO (Chowdhury et al. 2024, Eq. 8): unbiased under label-flip rate ε.
+
+    z = β (Δπ − Δπ₀);  ℓ = ((1−ε) softplus(−z) − ε softplus(z)) / (1 − 2ε), as TRL's
+    ``robust``. ε = 0 is DPO.
+    """
+    sc, sr = _ratios(lp, "robust")
+    z = p.beta * (sc - sr)
+    eps = p.label_smoothing
+    losses = ((1 - eps) * F.softplus(-z) - eps * F.softplus(z)) / (1 - 2 * eps)
+    return LossTerms(losses, p.beta * sc.detach(), p.beta * sr.detach())
+
+
+def _baseline_mean(v: Tensor) -> Tensor:
+    return v.mean().expand_as(v)
+
+
+def _baseline_loo(v: Tensor) -> Tensor:
+    n = v.numel()
+    return (v.sum() - v) / (n - 1) if n > 1 else torch.zeros_like(v)
+
+
+BASELINES: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": _baseline_mean,
+    "loo": _baseline_loo,
+    "none": torch.zeros_like,
+}
+
+
+def pdpo(lp: Logps, p: LossParams) -> LossTerms:
+    """The proper on-policy objective J_PDPO (note C) as a score-function surrogate.
+
+    For pairs (y, y') *sampled from π_θ* and ordered by a preference oracle into (y₊, y₋):
+    ℓ = softplus(−z), z = β Δπ − γ Δπ₀, and
+
+        surrogate = ℓ + stopgrad(ℓ − b) · (log π(y₊) + log π(y₋)),
+
+    whose gradient is the unbiased ∇J = E[∇ℓ + ℓ ∇log π(y) π(y')] up to the baseline b
+    (batch mean, leave-one-out mean or 0; leave-one-out keeps it unbiased). The returned
+    per-example value is the surrogate; ``extra["pdpo/objective"]`` is the mean ℓ itself.
+    """
+    z, c, r = _bg_logits(lp, p, "pdpo")
+    ell = F.softplus(-z)
+    adv = (ell - BASELINES[p.baseline](ell)).detach()
+    surrogate = ell + adv * (lp.policy_chosen + lp.policy_rejected)
+    return LossTerms(surrogate, c.detach(), r.detach(), {"pdpo/objective": ell.detach().mean()})
+
+
+def pdpo_offline(lp: Logps, p: LossParams) -> LossTerms:
+    """J_PDPO estimated from reference data by self-normalised importance sampling (note C).
+
+    w_i = π(y₊)π(y₋) / (π₀(y₊)π₀(y₋)) = exp(s₊ + s₋), s = log π − log π₀, normalised within
+    the batch: w̃ = softmax(s₊ + s₋). Estimate Σ_i w̃_i ℓ_i (ℓ as in :func:`dpo_bg`); its
+    gradient, through w̃ too, is Σ w̃_i [∇ℓ_i + (ℓ_i − Σ_j w̃_j ℓ_j) ∇(s₊+s₋)_i]: the
+    score-function term with a weighted-mean baseline built in. Per-example losses are
+    ``B · w̃_i · ℓ_i`` so that their mean is the estimate. ``is/ess`` = (Σw̃)²/Σw̃² / B.
+    """
+    z, c, r = _bg_logits(lp, p, "pdpo_offline")
+    sc, sr = _ratios(lp, "pdpo_offline")
+    w = torch.softmax(sc + sr, dim=0)                                  # (B,)
+    ell = F.softplus(-z)
+    ess = 1.0 / (w.detach() ** 2).sum() / w.numel()
+    return LossTerms(w.numel() * w * ell, c.detach(), r.detach(),
+                     {"is/ess": ess, "pdpo/objective": ell.detach().mean()})
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: the function and what it needs."""
+
+    fn: Callable[[Logps, LossParams], LossTerms]
+    needs_ref: bool = True
+    needs_lengths: bool = False
+    onpolicy: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+
+LOSSES: dict[str, LossSpec] = {
+    "dpo": LossSpec(dpo),
+    "dpo_bg": LossSpec(dpo_bg),
+    "ipo": LossSpec(ipo),
+    "simpo": LossSpec(simpo, needs_ref=False, needs_lengths=True),
+    "rdpo": LossSpec(rdpo, needs_lengths=True),
+    "hinge": LossSpec(hinge),
+    "robust": LossSpec(robust),
+    "pdpo": LossSpec(pdpo, onpolicy=True),
+    "pdpo_offline": LossSpec(pdpo_offline),
+}
+
+
+def get_loss(name: str) -> LossSpec:
+    """The registered loss ``name``; an unknown name is an InputError listing the choices."""
+    if name not in LOSSES:
+        raise InputError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}",
+                         where="--loss")
+    return LOSSES[name]
+
+
+def needs_reference(name: str, params: LossParams) -> bool:
+    """Whether ``name`` with ``params`` reads reference log-probs (γ = 0 bg losses don't)."""
+    spec = get_loss(name)
+    if name in ("dpo_bg", "pdpo") and params.gamma_ == 0:
+        return False
+    return spec.needs_ref
+
+
+def preference_loss(name: str, lp: Logps, params: LossParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-example losses ``(B,)`` of loss ``name`` (+ SFT term) and the batch metrics.
+
+    SFT term: ``sft_weight · (−log π(y₊)/|y₊|)`` (per-token NLL of the chosen response,
+    TRL's ``rpo_alpha``), added to every example. Metrics (detached batch means, TRL names):
+    ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
+    ``logps/chosen``, ``logps/rejected``, ``lengths/chosen``, ``lengths/rejected`` (when
+    lengths are given), ``loss/<name>`` (before the SFT term), ``loss/sft`` (when on), and
+    the loss's own extras.
+    """
+    spec = get_loss(name)
+    terms = spec.fn(lp, params)
+    losses = terms.losses
+    metrics: dict[str, Tensor] = {
+        f"loss/{name}": terms.losses.detach().mean(),
+        "rewards/chosen": terms.chosen_rewards.mean(),
+        "rewards/rejected": terms.rejected_rewards.mean(),
+        "rewards/margins": (terms.chosen_rewards - terms.rejected_rewards).mean(),
+        "rewards/accuracies": (terms.chosen_rewards > terms.rejected_rewards).float().mean(),
+        "logps/chosen": lp.policy_chosen.detach().mean(),
+        "logps/rejected": lp.policy_rejected.detach().mean(),
+    }
+    if lp.chosen_len is not None and lp.rejected_len is not None:
+        metrics["lengths/chosen"] = lp.chosen_len.float().mean()
+        metrics["lengths/rejected"] = lp.rejected_len.float().mean()
+    if params.sft_weight > 0:
+        lc, _ = _need_len(lp, "sft")
+        nll = -lp.policy_chosen / lc.clamp(min=1)
+        losses = losses + params.sft_weight * nll
+        metrics["loss/sft"] = nll.detach().mean()
+    metrics.update({k: v.detach() if torch.is_tensor(v) else torch.tensor(v)
+                    for k, v in terms.extra.items()})
+    return losses, metrics

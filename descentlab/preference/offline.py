@@ -1,0 +1,265 @@
+"""Offline preference training on :mod:`descentlab.core.training` (SPEC D).
+
+A trainer is a loss function plus the shared loop: :func:`make_loss_fn` scores the chosen
+and rejected responses of a batch in one forward of a :class:`SequenceScorer` (fused LM
+head on the response tokens only), reads the reference log-probs, and applies a loss from
+:data:`descentlab.preference.losses.LOSSES`.
+
+Reference log-probs (``ref="precomputed"``, the default) are computed once, before
+training, and cached on disk under a key of (reference model, tokenized data, precision):
+the reference model is never held in memory during training, and a rerun or ``--resume``
+reuses the file. ``ref="live"`` keeps a frozen reference (or, with LoRA, the base model
+with adapters disabled) and scores every batch with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+from descentlab.core.io import atomic_write
+from descentlab.core.progress import progress
+from descentlab.core.training import TrainConfig, indexed_batches, train
+from descentlab.lm.logprobs import SequenceScorer
+from descentlab.preference.data import TokenizedPairs, collate_pairs, tokenize_pairs
+from descentlab.preference.losses import LOSSES, Logps, LossParams, needs_reference, preference_loss
+
+
+@dataclass
+class PrefTrainConfig(TrainConfig):
+    """:class:`TrainConfig` with defaults that train a tiny GPT-2 in a minute on a CPU."""
+
+    lr: float = option(5e-4, "peak learning rate of AdamW (use ~5e-7..5e-6 for real LMs)")
+    warmup_steps: int = option(5, "linear warmup steps from 0 to lr")
+    max_steps: int = option(60, "optimiser steps")
+    batch_size: int = option(8, "preference pairs per micro-batch per process")
+    log_every: int = option(5, "steps per log record")
+
+
+@dataclass
+class PrefConfig:
+    """What the preference trainers add to the loop: the loss, the reference, LoRA."""
+
+    loss: str = option("dpo", "preference loss", choices=tuple(LOSSES))
+    ref: str = option("precomputed", "reference log-probs: computed once and cached on disk, "
+                      "or a live reference model scoring every batch",
+                      choices=("precomputed", "live"))
+    ref_model: str | None = option(None, "reference model folder (default: the initial policy)")
+    max_length: int = option(512, "max tokens of prompt + response")
+    max_prompt_length: int | None = option(None, "max prompt tokens, keeping the end "
+                                           "(default: max_length/2)")
+    lora_r: int = option(0, "LoRA rank (0 = train all weights)")
+    lora_alpha: float = option(16.0, "LoRA alpha")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: str | None = option(None, "comma-separated module names for LoRA "
+                                      "(default: peft's choice for the architecture)")
+    fused_head: bool = option(True, "score responses with the fused, response-only LM head")
+    cache_dir: str | None = option(None, "folder of cached reference log-probs "
+                                   "(default: OUT/ref_cache)")
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}",
+                             where="--loss")
+        if self.max_length < 2:
+            raise InputError("must be >= 2", where="--max-length")
+        if self.lora_r < 0:
+            raise InputError("must be >= 0", where="--lora-r")
+
+
+def apply_lora(model: torch.nn.Module, cfg: PrefConfig) -> torch.nn.Module:
+    """Wrap ``model`` with peft LoRA adapters when ``cfg.lora_r > 0`` (else unchanged)."""
+    if cfg.lora_r <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = [t.strip() for t in cfg.lora_targets.split(",")] if cfg.lora_targets else None
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as e:
+        raise InputError(f"LoRA: {str(e).splitlines()[0]}", where="--lora-targets") from None
+
+
+def model_fingerprint(model: torch.nn.Module, source: str | os.PathLike | None = None) -> str:
+    """Identity of a reference model for the cache key.
+
+    A local folder: its resolved path and its files' sizes and mtimes (no hashing of GBs).
+    An in-memory model (``tiny``): sha256 of every parameter and buffer.
+    """
+    h = hashlib.sha256()
+    if source is not None and Path(source).is_dir():
+        root = Path(source).resolve()
+        h.update(str(root).encode())
+        for f in sorted(root.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        for name, t in model.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                     if t.numel() else b"")
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def compute_reference_logps(scorer: SequenceScorer, pairs: TokenizedPairs, indices: list[int],
+                            pad_id: int, device: torch.device, batch_size: int = 16,
+                            autocast: Callable | None = None,
+                            desc: str = "reference") -> torch.Tensor:
+    """``(len(indices), 2)`` float32 sequence log-probs (chosen, rejected), eval mode.
+
+    ``autocast``: a factory of the autocast context (e.g. ``accelerator.autocast``).
+    """
+    was_training = scorer.training
+    scorer.eval()
+    out = []
+    autocast = autocast or contextlib.nullcontext
+    for s in progress(range(0, len(indices), batch_size), desc=desc):
+        idx = indices[s:s + batch_size]
+        b = collate_pairs(pairs, idx, pad_id)
+        with autocast():
+            lp = scorer(b["input_ids"].to(device), b["attention_mask"].to(device),
+                        b["response_mask"].to(device)).sum.float().cpu()
+        out.append(torch.stack([lp[:len(idx)], lp[len(idx):]], 1))    # (b, 2)
+    scorer.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 2)
+
+
+def cached_reference_logps(ref_model: torch.nn.Module, pairs: TokenizedPairs, pad_id: int, *,
+                           accelerator, cache_dir: str | os.PathLike, source: Any = None,
+                           batch_size: int = 16, fused: bool = True) -> torch.Tensor:
+    """``(N, 2)`` reference log-probs: read from the cache or computed (sharded over the
+    processes, gathered) and written atomically by the main process.
+
+    Key: sha256 of (model fingerprint, token-id fingerprint, precision, head route).
+    """
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    key = [None]
+    if accelerator.is_main_process:
+        key[0] = hashlib.sha256("|".join([
+            model_fingerprint(ref_model, source), pairs.fingerprint(),
+            str(accelerator.mixed_precision), str(next(ref_model.parameters()).dtype),
+            "fused" if fused else "logits"]).encode()).hexdigest()
+    if accelerator.num_processes > 1:
+        broadcast_object_list(key, from_process=0)
+    path = Path(cache_dir) / f"ref-{key[0][:20]}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("key") == key[0] and saved["logps"].shape == (len(pairs), 2):
+            return saved["logps"]
+    device = accelerator.device
+    ref_model.to(device)
+    mine = list(range(accelerator.process_index, len(pairs), accelerator.num_processes))
+    lp = compute_reference_logps(SequenceScorer(ref_model, fused), pairs, mine, pad_id, device,
+                                 batch_size, accelerator.autocast)
+    parts = gather_object([(mine, lp)]) if accelerator.num_processes > 1 else [(mine, lp)]
+    full = torch.zeros(len(pairs), 2)
+    for idx, vals in parts:
+        full[torch.tensor(idx, dtype=torch.long)] = vals
+    if accelerator.is_main_process:
+        with atomic_write(path, "wb") as f:
+            torch.save({"key": key[0], "logps": full}, f)
+    accelerator.wait_for_everyone()
+    return full
+
+
+def split_logps(out, ref: torch.Tensor | None, B: int) -> Logps:
+    """A :class:`Logps` from a concatenated (chosen rows, then rejected rows) result."""
+    n = out.n_tokens
+    return Logps(out.sum[:B], out.sum[B:], None if ref is None else ref[:B],
+                 None if ref is None else ref[B:], n[:B], n[B:])
+
+
+def make_loss_fn(loss: str, params: LossParams,
+                 live_ref: Callable[[dict], torch.Tensor] | None = None) -> Callable:
+    """``loss_fn(scorer, batch) -> (loss, metrics)`` for :func:`descentlab.core.training.train`.
+
+    The batch's ``ref_logps (2B,)`` is used when present, else ``live_ref(batch)``.
+    """
+    def loss_fn(scorer, batch):
+        B = batch["index"].numel()
+        out = scorer(batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        ref = batch.get("ref_logps")
+        if ref is None and live_ref is not None:
+            ref = live_ref(batch)
+        losses, metrics = preference_loss(loss, split_logps(out, ref, B), params)
+        metrics["tokens"] = batch["attention_mask"].sum()
+        for k, v in batch.items():
+            if k.startswith("oracle/"):
+                metrics[k] = v.float().mean()
+        return losses.mean(), metrics
+    return loss_fn
+
+
+def reference_scorer(model: torch.nn.Module, ref_model: torch.nn.Module | None,
+                     fused: bool, device: torch.device,
+                     autocast: Callable) -> Callable[[dict], torch.Tensor]:
+    """``live_ref(batch) -> (2B,)`` under no_grad: a frozen copy / the given reference, or the
+    base model with adapters disabled when ``model`` is a peft model. ``autocast``: a factory
+    of the autocast context."""
+    if ref_model is None and hasattr(model, "disable_adapter"):
+        scorer = SequenceScorer(model, fused)
+
+        def live(batch):
+            with torch.no_grad(), model.disable_adapter(), autocast():
+                return scorer(batch["input_ids"], batch["attention_mask"],
+                              batch["response_mask"]).sum.float()
+        return live
+    ref = ref_model if ref_model is not None else copy.deepcopy(model)
+    ref = ref.to(device).eval().requires_grad_(False)
+    scorer = SequenceScorer(ref, fused)
+
+    def live(batch):
+        with torch.no_grad(), autocast():
+            return scorer(batch["input_ids"], batch["attention_mask"],
+                          batch["response_mask"]).sum.float()
+    return live
+
+
+def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, params: LossParams,
+                  train_cfg: TrainConfig, out_dir: str | os.PathLike, accelerator,
+                  ref_model=None, model_source: Any = None, resume: bool = False,
+                  stop_at_step: int | None = None, on_step: Callable | None = None):
+    """Train ``model`` on preference ``rows``; returns the :class:`TrainResult`.
+
+    ``ref_model``: a separate reference (default: the initial ``model``); ``model_source``:
+    the folder the reference was loaded from (cache key).
+    """
+    if LOSSES[pref.loss].onpolicy:
+        raise InputError(f"loss {pref.loss!r} samples from the policy: use --onpolicy",
+                         where="--loss")
+    pairs = tokenize_pairs(rows, tokenizer, max_length=pref.max_length,
+                           max_prompt_length=pref.max_prompt_length)
+    pad_id = tokenizer.pad_token_id
+    ref_logps, live_ref = None, None
+    if needs_reference(pref.loss, params):
+        if pref.ref == "precomputed":
+            ref_logps = cached_reference_logps(
+                ref_model if ref_model is not None else model, pairs, pad_id,
+                accelerator=accelerator, source=model_source if ref_model is None else
+                pref.ref_model, cache_dir=pref.cache_dir or Path(out_dir) / "ref_cache",
+                batch_size=2 * train_cfg.batch_size, fused=pref.fused_head)
+            ref_model = None                       # not held during training
+    model = apply_lora(model, pref)
+    if ref_logps is None and needs_reference(pref.loss, params):
+        live_ref = reference_scorer(model, ref_model, pref.fused_head, accelerator.device,
+                                    accelerator.autocast)
+    scorer = SequenceScorer(model, pref.fused_head)
+    batch_fn = indexed_batches(len(pairs), lambda idx: collate_pairs(pairs, idx, pad_id, ref_logps))
+    return train(scorer, make_loss_fn(pref.loss, params, live_ref), batch_fn, train_cfg, out_dir,
+                 resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
+                 desc=f"prefopt {pref.loss}", on_step=on_step)

@@ -1,0 +1,165 @@
+"""On-policy preference training: J_PDPO of note C (SPEC C).
+
+Each micro-batch takes ``batch_size`` prompts, samples two responses per prompt from the
+current policy (one batched ``generate``), scores them with a reward (a Python function or
+a reward model, :mod:`descentlab.preference.oracles`), labels the preferred one
+(deterministic or Bradley–Terry), scores both with the reference, and hands the pair to a
+loss from the registry — ``pdpo`` adds the score-function term that makes the gradient the
+gradient of E_{y,y'∼π_θ}[ℓ]; any other loss (``dpo``…) gives plain "online DPO" for
+comparison.
+
+Sampling uses a generator seeded from ``(seed, step, micro, rank)`` inside a forked RNG,
+so the batch is a deterministic function of the step and the parameters: the shared loop's
+exact ``--resume`` holds here too. For ∇J to be the score-function gradient, samples must
+come from π itself: keep ``temperature=1`` and ``top_k=0`` (the defaults).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+from descentlab.core.training import BatchContext, EpochSampler, TrainConfig, train
+from descentlab.lm.logprobs import SequenceScorer
+from descentlab.preference.data import TokenizedPairs, collate_pairs, tokenize_prompt
+from descentlab.preference.losses import LossParams, needs_reference
+from descentlab.preference.offline import PrefConfig, apply_lora, make_loss_fn, reference_scorer
+from descentlab.preference.oracles import LABELERS, RewardFn, label, score
+
+
+@dataclass
+class OnPolicyConfig:
+    """Sampling and labelling for on-policy training."""
+
+    reward: str = option("descentlab.preference.oracles:good_words",
+                         "preference oracle: module:function(prompts, responses) -> rewards, "
+                         "or a local reward-model folder")
+    labels: str = option("deterministic", "how rewards become labels: higher wins, or "
+                         "Bradley-Terry sampled", choices=tuple(LABELERS))
+    bt_temperature: float = option(1.0, "Bradley-Terry temperature τ: P(y≻y') = σ((r−r')/τ)")
+    max_new_tokens: int = option(12, "tokens sampled per response")
+    temperature: float = option(1.0, "sampling temperature (1 = sample from π itself)")
+    top_k: int = option(0, "sample from the top-k tokens only (0 = all, as J_PDPO assumes)")
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError("must be >= 1", where="--max-new-tokens")
+        if not self.temperature > 0:
+            raise InputError("must be > 0", where="--temperature")
+        if not self.bt_temperature > 0:
+            raise InputError("must be > 0", where="--bt-temperature")
+        if self.labels not in LABELERS:
+            raise InputError(f"unknown labeler {self.labels!r}", where="--labels")
+
+
+def _seed(*parts: int) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFF)) * 1099511628211) % 2**63
+    return h
+
+
+def _cut(ids: list[int], eos_id: int | None, pad_id: int) -> list[int]:
+    """Response tokens up to and including the first eos (pads after it dropped)."""
+    out = []
+    for t in ids:
+        out.append(t)
+        if t == eos_id:
+            break
+    while out and out[-1] == pad_id and pad_id != eos_id:
+        out.pop()
+    return out or [eos_id if eos_id is not None else pad_id]
+
+
+@torch.no_grad()
+def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyConfig,
+                 seed: int, device: torch.device) -> tuple[list[list[int]], list[list[int]]]:
+    """Two sampled responses per prompt (lists of token ids), from one batched generate.
+
+    Prompts are left-padded; sampling runs in eval mode inside a forked RNG seeded ``seed``.
+    """
+    pad = tokenizer.pad_token_id
+    B, P = len(prompt_ids), max(len(p) for p in prompt_ids)
+    ids = torch.full((B, P), pad, dtype=torch.long)
+    attn = torch.zeros((B, P), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        ids[i, P - len(p):] = torch.tensor(p)
+        attn[i, P - len(p):] = 1
+    was_training = model.training
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
+                             do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
+                             top_p=1.0, max_new_tokens=cfg.max_new_tokens,
+                             num_return_sequences=2, pad_token_id=pad,
+                             eos_token_id=tokenizer.eos_token_id)
+    model.train(was_training)
+    resp = out[:, P:].tolist()                                          # (2B, new)
+    a = [_cut(resp[2 * i], tokenizer.eos_token_id, pad) for i in range(B)]
+    b = [_cut(resp[2 * i + 1], tokenizer.eos_token_id, pad) for i in range(B)]
+    return a, b
+
+
+def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPolicyConfig,
+                           live_ref: Callable | None, max_prompt_length: int
+                           ) -> Callable[[int, int, BatchContext], dict]:
+    """``batch_fn(step, micro, ctx)``: sample, score, label, attach reference log-probs."""
+    prompt_ids = [tokenize_prompt(tokenizer, p)[-max_prompt_length:] for p in prompts]
+    prompt_text = [p if isinstance(p, str) else tokenizer.decode(ids)
+                   for p, ids in zip(prompts, prompt_ids)]
+    samplers: dict[tuple, EpochSampler] = {}
+
+    def batch_fn(step: int, micro: int, ctx: BatchContext) -> dict:
+        key = (ctx.batch_size, ctx.grad_accum, ctx.world_size)
+        if key not in samplers:
+            samplers[key] = EpochSampler(len(prompt_ids), *key, seed=ctx.seed)
+        idx = samplers[key].indices(step, micro, ctx.rank)
+        seed = _seed(ctx.seed, step, micro, ctx.rank)
+        model = ctx.model.model if isinstance(ctx.model, SequenceScorer) else ctx.model
+        a, b = sample_pairs(model, tokenizer, [prompt_ids[i] for i in idx], cfg, seed, ctx.device)
+        texts = [prompt_text[i] for i in idx]
+        ra = score(reward, texts, tokenizer.batch_decode(a, skip_special_tokens=True))
+        rb = score(reward, texts, tokenizer.batch_decode(b, skip_special_tokens=True))
+        a_wins = label(ra, rb, cfg.labels, cfg.bt_temperature,
+                       torch.Generator().manual_seed(seed))
+        chosen = [x if w else y for x, y, w in zip(a, b, a_wins.tolist())]
+        rejected = [y if w else x for x, y, w in zip(a, b, a_wins.tolist())]
+        pairs = TokenizedPairs([prompt_ids[i] for i in idx], chosen, rejected)
+        batch = collate_pairs(pairs, list(range(len(idx))), tokenizer.pad_token_id)
+        if live_ref is not None:
+            batch["ref_logps"] = live_ref({k: v.to(ctx.device) for k, v in batch.items()}).cpu()
+        batch["oracle/reward"] = torch.cat([ra, rb])
+        batch["oracle/reward_chosen"] = torch.where(a_wins, ra, rb)
+        batch["oracle/reward_rejected"] = torch.where(a_wins, rb, ra)
+        return batch
+
+    return batch_fn
+
+
+def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params: LossParams,
+                   onp: OnPolicyConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike,
+                   accelerator, reward: RewardFn, ref_model=None, resume: bool = False,
+                   stop_at_step: int | None = None):
+    """Optimise ``pref.loss`` (normally ``pdpo``) on freshly sampled, oracle-labelled pairs.
+
+    The reference (for γ > 0) is live: a frozen copy of the initial policy, the given
+    ``ref_model``, or — with LoRA — the base model with adapters disabled.
+    """
+    model = apply_lora(model, pref)
+    live_ref = None
+    if needs_reference(pref.loss, params):
+        live_ref = reference_scorer(model, ref_model, pref.fused_head, accelerator.device,
+                                    accelerator.autocast)
+    max_prompt = pref.max_prompt_length or pref.max_length // 2
+    batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, max_prompt)
+    scorer = SequenceScorer(model, pref.fused_head)
+    return train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
+                 resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
+                 desc=f"prefopt on-policy {pref.loss}")

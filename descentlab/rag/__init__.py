@@ -1,0 +1,1 @@
+"""SPEC part E: training language models for retrieval-augmented generation."""

@@ -1,0 +1,174 @@
+"""Evaluation of a retrieval-augmented LM: perplexity, cloze QA, counterfactual following.
+
+All scoring is teacher-forced, one forward pass per sequence ``[bos] passages [sep] prompt
+continuation`` (the layout of :func:`descentlab.rag.objective.build_sequence`):
+
+- **perplexity**: exp(Σ NLL / #tokens) of document suffixes after a seeded split point, with
+  or without the passages retrieved for the prefix (the document itself excluded);
+- **exact match**: the greedy continuation of the probe equals the gold value and its
+  closing period. Greedy decoding reproduces the gold tokens iff at every gold position
+  the argmax of the model's next-token distribution (given the gold tokens before it) is
+  the gold token, which is what is checked;
+- **candidate accuracy**: the gold value has the highest log p(value "." | prompt) among
+  the probe's candidates (a softer signal than EM for small models);
+- **counterfactual**: for a probe whose indexed documents were edited, the rate of
+  following the document (EM with the new value), of answering from memory (EM with the
+  old value), and the memorisation ratio E[p_old / (p_old + p_new)] (0 = always trusts
+  the document, 1 = always its memory, 0.5 = indifferent);
+- **recall@k**: a document of the probe's entity is among the top-k retrieved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from descentlab.rag.corpus import Corpus
+from descentlab.rag.objective import build_sequence
+from descentlab.rag.retrieval import exclusion
+from descentlab.rag.synthetic import Probe
+
+
+@dataclasses.dataclass
+class Reader:
+    """A model, its tokenizer and how context is formed (``k`` passages, ``budget`` tokens)."""
+
+    model: object
+    tokenizer: object
+    k: int = 2
+    budget: int = 96
+    batch_size: int = 64
+    device: str = "cpu"
+    _docs: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def continuation(self, prompt: str, value: str) -> tuple[list[int], list[int]]:
+        """``(prompt ids, ids of " value.")``, split so that their concatenation is exact."""
+        p = self.encode([prompt])[0]
+        full = self.encode([f"{prompt} {value}."])[0]
+        if full[: len(p)] == p:
+            return p, full[len(p):]
+        return p, self.encode([f" {value}."])[0]
+
+    def score(self, seqs: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For ``(ids, start)`` pairs: Σ log p of tokens ``ids[start:]`` (N,), their count (N,),
+        and whether every one of them is the argmax (greedy reproduces them) (N,) bool."""
+        import torch
+
+        model = self.model
+        model.eval()
+        order = np.argsort([len(s[0]) for s in seqs], kind="stable")
+        logp = np.zeros(len(seqs))
+        count = np.zeros(len(seqs), dtype=np.int64)
+        greedy = np.zeros(len(seqs), dtype=bool)
+        pad = self.tokenizer.pad_token_id
+        with torch.no_grad():
+            for s in range(0, len(seqs), self.batch_size):
+                rows = order[s: s + self.batch_size]
+                T = max(len(seqs[r][0]) for r in rows)
+                ids = torch.full((len(rows), T), pad, dtype=torch.long)
+                attn = torch.zeros((len(rows), T), dtype=torch.long)
+                mask = torch.zeros((len(rows), T), dtype=torch.bool)
+                for b, r in enumerate(rows):
+                    x, start = seqs[r]
+                    ids[b, : len(x)] = torch.tensor(x)
+                    attn[b, : len(x)] = 1
+                    mask[b, start: len(x)] = True
+                ids, attn, mask = ids.to(self.device), attn.to(self.device), mask.to(self.device)
+                logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+                labels, m = ids[:, 1:], mask[:, 1:]  # (B, T-1): token t predicted at t-1
+                lp = logits.log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1)
+                hit = (logits.argmax(-1) == labels) | ~m
+                logp[rows] = (lp * m).sum(-1).double().cpu().numpy()
+                count[rows] = m.sum(-1).cpu().numpy()
+                greedy[rows] = hit.all(-1).cpu().numpy()
+        return logp, count, greedy
+
+    def contexts(self, retriever, queries: Sequence[str], exclude: np.ndarray | None = None,
+                 ) -> list[list[list[int]]]:
+        """Token ids of the top-k passages per query (empty lists without a retriever)."""
+        if retriever is None:
+            return [[] for _ in queries]
+        hits = retriever.search(list(queries), self.k, exclude=exclude).indices
+        if id(retriever.corpus) not in self._docs:  # tokenize each index corpus once
+            self._docs = {id(retriever.corpus): self.encode(retriever.corpus.texts)}
+        doc_ids = self._docs[id(retriever.corpus)]
+        return [[doc_ids[d] for d in row] for row in hits]
+
+    def sequence(self, ctx: list[list[int]], prefix: list[int], cont: list[int]):
+        return build_sequence(ctx, prefix, cont, budget=self.budget,
+                              bos=self.tokenizer.bos_token_id, sep=self.tokenizer.eos_token_id)
+
+
+def perplexity(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=None, *,
+               seed: int = 0) -> float:
+    """exp(mean NLL) of the suffixes of ``corpus[docs]`` after seeded split points.
+
+    With ``retriever`` (indexed over ``corpus``), the top-k passages for each prefix, the
+    document itself excluded, precede it. Same split points with and without retrieval.
+    """
+    ids = reader.encode([corpus[d].text for d in docs])
+    offsets = reader.tokenizer([corpus[d].text for d in docs], add_special_tokens=False,
+                               return_offsets_mapping=True)["offset_mapping"]
+    rng = np.random.default_rng([seed, 104729])
+    splits = rng.integers(1, [len(x) for x in ids])
+    queries = [corpus[d].text[: offsets[r][splits[r] - 1][1]] for r, d in enumerate(docs)]
+    excl = exclusion(corpus, docs, "doc") if retriever is not None else None
+    ctxs = reader.contexts(retriever, queries, excl)
+    seqs = [reader.sequence(c, x[:i], x[i:]) for c, x, i in zip(ctxs, ids, splits)]
+    logp, count, _ = reader.score(seqs)
+    return float(math.exp(-logp.sum() / max(1, count.sum())))
+
+
+def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None) -> dict[str, np.ndarray]:
+    """Per probe: ``em`` (greedy = answer), ``em_original`` (greedy = original value),
+    ``candidate_acc`` (answer ranks first), ``p_answer``/``p_original`` (normalised over the
+    candidates), as arrays (P,)."""
+    ctxs = reader.contexts(retriever, [p.prompt for p in probes])
+    seqs, owner, cand = [], [], []
+    for n, (p, ctx) in enumerate(zip(probes, ctxs)):
+        for c in p.candidates:
+            prompt_ids, cont = reader.continuation(p.prompt, c)
+            seqs.append(reader.sequence(ctx, prompt_ids, cont))
+            owner.append(n)
+            cand.append(c)
+    logp, _, greedy = reader.score(seqs)
+    P = len(probes)
+    out = {k: np.zeros(P) for k in ("em", "em_original", "candidate_acc", "p_answer",
+                                    "p_original")}
+    owner_arr = np.asarray(owner)
+    for n, p in enumerate(probes):
+        rows = np.flatnonzero(owner_arr == n)
+        lp = logp[rows]
+        probs = np.exp(lp - lp.max())
+        probs /= probs.sum()
+        names = [cand[r] for r in rows]
+        a, o = names.index(p.answer), names.index(p.original)
+        out["em"][n] = greedy[rows[a]]
+        out["em_original"][n] = greedy[rows[o]]
+        out["candidate_acc"][n] = float(np.argmax(lp) == a)
+        out["p_answer"][n] = probs[a]
+        out["p_original"][n] = probs[o]
+    return out
+
+
+def counterfactual_summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Follow rate, memory rate and memorisation ratio of counterfactual probe scores."""
+    denom = np.maximum(scores["p_answer"] + scores["p_original"], 1e-30)
+    return {
+        "counterfactual_follow_rate": float(scores["em"].mean()),
+        "counterfactual_memory_rate": float(scores["em_original"].mean()),
+        "memorisation_ratio": float((scores["p_original"] / denom).mean()),
+    }
+
+
+def recall_at_k(retriever, probes: Sequence[Probe], k: int) -> float:
+    """Fraction of probes with a document of their entity among the top-k retrieved."""
+    hits = retriever.search([p.prompt for p in probes], k).indices
+    ent = np.array(retriever.corpus.entity_names)[retriever.corpus.entity_codes]
+    return float(np.mean([p.entity in set(ent[row]) for p, row in zip(probes, hits)]))

