@@ -2,7 +2,8 @@
 
 Forward + backward on a 512×512 map at 10% obstacles, 64 waypoints, β = 1, both forms in
 the same process, side by side. With ``--device cuda`` also a batched case: 1024 problems ×
-256 waypoints, milliseconds per iteration, eager and compiled.
+256 waypoints, milliseconds per iteration (forward + backward) for each kernel backend:
+eager torch, torch.compile, and the fused Triton kernel.
 
     python benchmarks/collision_cost.py --json out.json [--device cuda]
 
@@ -75,11 +76,21 @@ def batched_case(device, size, density, problems, n_waypoints, beta, seed) -> di
     occ = (torch.rand(size, size, generator=g) < density).float()
     pts = (torch.rand(problems, n_waypoints, 2, generator=g) * (size - 1)).to(device)
     out = {"problems": problems, "waypoints": n_waypoints, "beta": beta}
-    for mode in ("eager", "compiled"):
-        pm = PaddedMap(occ, window_radius(beta), device=device, compile=(mode == "compiled"))
+    ref = None
+    for mode in ("torch", "compile", "triton"):
+        try:
+            pm = PaddedMap(occ, window_radius(beta), device=device, backend=mode)
+            s, gr = value_and_grad(lambda p: obstacle_score(p, pm, beta), pts[:4])
+            if ref is None:
+                ref = (s, gr)
+            out[f"{mode}_max_abs_err_vs_torch"] = max((s - ref[0]).abs().max().item(),
+                                                     (gr - ref[1]).abs().max().item())
+        except Exception as e:  # backend unavailable: report, don't hide
+            out[f"{mode}_error"] = f"{type(e).__name__}: {e}"[:300]
+            continue
         fn = lambda: value_and_grad(lambda p: obstacle_score(p, pm, beta), pts)  # noqa: E731
         try:
-            out[f"{mode}_ms_per_iter"] = time_fn(fn, device, 50, warmup=5)
+            out[f"{mode}_ms_per_iter"] = time_fn(fn, device, 100, warmup=10)
         except Exception as e:  # compilation unavailable: report, don't hide
             out[f"{mode}_error"] = f"{type(e).__name__}: {e}"[:300]
     return out

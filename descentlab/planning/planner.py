@@ -33,7 +33,7 @@ from descentlab.planning import objective as obj
 from descentlab.planning.discretize import (cell_path_from_waypoints, invalid_reason,
                                             supercover_cells)
 from descentlab.planning.distance_field import DistanceField
-from descentlab.planning.soft_map import PaddedMap, window_radius
+from descentlab.planning.soft_map import PaddedMap, obstacle_score, window_radius
 from descentlab.planning.trajectories import INITS, path_length, resample
 
 MAX_WAYPOINTS = 6000
@@ -61,7 +61,7 @@ class PlannerConfig:
     w_spacing: float = option(1.0, "weight of the spacing bound Σ relu(step - 1.5·spacing)²")
     w_goal: float = option(0.0, "weight of the goal term (0 = last waypoint pinned to the goal)")
     w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)")
-    repair_rounds: int = option(2, "extra fine rounds, weights doubled, for problems with no valid start")
+    repair_rounds: int = option(4, "rounds of kick + re-optimise for problems with no valid start")
     dense: bool = option(False, "use the note's dense O(T·H·W) soft maps (reference; slow on big maps)")
     round_output: bool = option(False, "round waypoints to cells before deriving the cell path (the note)")
     upsample: int = option(4, "distance-field resolution, sub-cells per cell")
@@ -121,7 +121,7 @@ class _Problem:
         self.occ_b = self.occ_f >= 0.5
         self.device = device
         betas = [cfg.beta_start, cfg.beta_end]
-        self.pm = PaddedMap(self.occ_f, window_radius(max(betas)), device=device)
+        self.pm = PaddedMap(self.occ_f, window_radius(max(betas)), device=device, backend="auto")
         self.occ_t = torch.from_numpy(self.occ_f).to(device)
         self.field = (DistanceField(self.occ_b, cfg.upsample, device=device)
                       if cfg.w_clearance > 0 else None)
@@ -172,7 +172,9 @@ class GradientPlanner:
             sk, gk = s[idx].repeat_interleave(k, 0), g[idx].repeat_interleave(k, 0)
             c = _counts(path_length(sub), cfg.spacing)
             sub = resample(sub, int(c.max()), c)
-            sub = _kick(sub, c, prob.occ_b, 1.0 + 0.5 * r, gen)
+            blur_beta = min(cfg.beta_start, 4.0)
+            sub = _kick(sub, c, prob.occ_b, 1.5 + 0.5 * r, gen,
+                        lambda x: obstacle_score(x, prob.pm, blur_beta))
             sub, lh, sn = self._optimise(prob, sub, c, sk, gk, cfg.fine_iters,
                                          (max(2.0, cfg.beta_end), cfg.beta_end),
                                          cfg.growth * 2.0 ** (r + 1), cfg.spacing)
@@ -343,14 +345,16 @@ class GradientPlanner:
 
 
 def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: float,
-          gen: torch.Generator, reach: float = 3.0) -> torch.Tensor:
-    """Perturb each trajectory sideways where its cell path hits an obstacle.
+          gen: torch.Generator, blur, reach: float = 3.0) -> torch.Tensor:
+    """Push each trajectory sideways where its cell path hits an obstacle.
 
-    A path that crosses a thin wall or squeezes between two diagonal obstacles sits on a
-    saddle of the collision costs: the gradient there runs along the path, not across it.
-    A random-sided, smooth bump of ``amplitude`` cells across the path around each
-    conflict (perturbed gradient descent) moves it off the saddle; the next optimisation
-    round then slides it around the obstacle. wp (N, T, 2) -> (N, T, 2).
+    A path that crosses a thin wall or squeezes between two diagonal obstacles sits in a
+    local minimum of the collision costs: moving the crossing sideways makes it worse until
+    it is past the obstacle's end. A smooth bump of ``amplitude`` cells across the path
+    around each conflict (perturbed gradient descent) carries it past; the next round of
+    optimisation then tightens it. The side is the one with less blurred occupancy
+    (``blur``: points (M, 2) -> (M,), a wide soft map) for even-numbered starts, random for
+    odd ones, so the multi-starts explore both. wp (N, T, 2) -> (N, T, 2).
     """
     out = wp.clone()
     wp_np = wp.cpu().numpy().astype(np.float64)
@@ -365,9 +369,15 @@ def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: fl
         normal = np.stack([-tangent[:, 1], tangent[:, 0]], 1)
         normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
         bump = np.zeros(m)
-        for c in hit[:: max(1, len(hit) // 8)]:
+        for c in hit[:: max(1, len(hit) // 16)]:
             d = np.linalg.norm(pts - c, axis=1)
-            sign = 1.0 if torch.rand((), generator=gen).item() < 0.5 else -1.0
+            t = int(np.argmin(d))
+            if n % 2 == 0:
+                probe = np.stack([c + 2.0 * normal[t], c - 2.0 * normal[t]])
+                occ_pm = blur(torch.as_tensor(probe, dtype=wp.dtype, device=wp.device))
+                sign = 1.0 if float(occ_pm[0]) <= float(occ_pm[1]) else -1.0
+            else:
+                sign = 1.0 if torch.rand((), generator=gen).item() < 0.5 else -1.0
             bump += sign * np.clip(1.0 - d / reach, 0.0, None)
         bump[0] = bump[-1] = 0.0
         delta = amplitude * np.clip(bump, -1, 1)[:, None] * normal  # (m, 2)

@@ -52,18 +52,38 @@ class PaddedMap:
 
     Build once per map and β range (``radius`` = the largest window used); pass to
     :func:`obstacle_score`. ``occ`` may also be batched (B, H, W): then points must be
-    (B, ..., 2), one map per problem. ``compile=True`` runs the window kernel through
-    ``torch.compile`` (fuses the gather, exponentials and reductions; worth it on CUDA).
+    (B, ..., 2), one map per problem. ``backend`` picks the window kernel (``BACKENDS``):
+    ``torch`` (eager), ``compile`` (torch.compile), ``triton`` (one fused CUDA kernel), or
+    ``auto`` (triton on CUDA when importable, else torch).
     """
 
     def __init__(self, occ: torch.Tensor | np.ndarray, radius: int, device=None,
-                 dtype: torch.dtype = torch.float32, compile: bool = False):
+                 dtype: torch.dtype = torch.float32, backend: str = "torch"):
         self.radius = radius
         self.pad = radius + 1
         self.height, self.width = occ.shape[-2], occ.shape[-1]
         self.grid = pad_occupancy(occ, self.pad).to(device=device, dtype=dtype).contiguous()
         self.batched = self.grid.dim() == 3
-        self.kernel = torch.compile(_score_and_grad, dynamic=False) if compile else _score_and_grad
+        if backend == "auto":
+            backend = "triton" if self.grid.is_cuda and _triton_available() else "torch"
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
+        self.backend = backend
+        self.kernel = BACKENDS[backend]()
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _triton_kernel():
+    from descentlab.planning.soft_map_triton import score_and_grad
+
+    return score_and_grad
 
 
 def _score_and_grad(points: torch.Tensor, grid: torch.Tensor, beta: float, radius: int, pad: int,
@@ -94,6 +114,13 @@ def _score_and_grad(points: torch.Tensor, grid: torch.Tensor, beta: float, radiu
     gx = (wxa * a).sum(1) / (sx * sy) - s * wxa.sum(1) / sx
     gy = (wya * b).sum(1) / (sx * sy) - s * wya.sum(1) / sy
     return s, torch.stack([gx, gy], dim=1)
+
+
+BACKENDS = {
+    "torch": lambda: _score_and_grad,
+    "compile": lambda: torch.compile(_score_and_grad, dynamic=False),
+    "triton": _triton_kernel,
+}
 
 
 class _WindowedScore(torch.autograd.Function):

@@ -43,7 +43,7 @@ def bow_offsets(n_starts: int) -> list[float]:
     amps = [0.0]
     k = 1
     while len(amps) < n_starts:
-        a = 0.12 * k * (1.0 + 0.25 * (k - 1))
+        a = 0.04 * k * k
         amps += [a, -a]
         k += 1
     return amps[:n_starts]
