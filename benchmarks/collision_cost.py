@@ -20,8 +20,12 @@ import time
 import torch
 
 from descentlab.core.io import write_json
-from descentlab.planning.soft_map import (PaddedMap, obstacle_score, obstacle_score_dense,
-                                          window_radius)
+from descentlab.planning.soft_map import (
+    PaddedMap,
+    obstacle_score,
+    obstacle_score_dense,
+    window_radius,
+)
 
 
 def _sync(device: torch.device) -> None:

@@ -215,6 +215,7 @@ def run_worker(args, fw: str, mode: str, folder: Path) -> dict:
         cmd = [sys.executable, __file__, "--worker", fw, "--mode", mode, "--folder", str(folder),
                "--config", args.config, "--device", args.device, "--threads", str(args.threads),
                "--worker-out", out]
+        cmd += [f"--{k}={getattr(args, k)}" for k in ("steps", "batch") if getattr(args, k)]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"{fw}/{mode} failed:\n{p.stderr[-3000:]}")
@@ -228,15 +229,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     ap.add_argument("--repeats", type=int, default=1, help="runs per (framework, mode); median")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="override the config's steps")
+    ap.add_argument("--batch", type=int, default=None, help="override the config's batch")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    cfg = CONFIGS[args.config]
+    cfg = dict(CONFIGS[args.config])
     if args.device == "cpu":
-        cfg = {**cfg, "precision": "no"}
+        cfg["precision"] = "no"
+    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v})
     if args.worker:
         import torch
 
@@ -246,7 +250,6 @@ def main() -> None:
         print(json.dumps(res))
         return
     import torch
-
     import trl
 
     result = {"config": args.config, "device": args.device, "threads": args.threads,

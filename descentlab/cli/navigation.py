@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -18,6 +19,21 @@ NAV_PRESETS = {
     "note": {"map": "note", "sensor": "soft", "mapper": "note",
              "nav": {"k": 1, "replan": "always", "unknown": -1.0}},
 }
+
+
+@contextlib.contextmanager
+def _torch_threads(device, n: int = 1):
+    """One torch thread on CPU while navigating: the planner's tensors are small, and extra
+    threads only contend (about 3x slower with 2 threads on a busy 2-core machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _sensor_config(args):
@@ -107,7 +123,7 @@ def run_navigate(args: argparse.Namespace) -> dict:
     navigator = make_navigator(args.planner, nav, planner_cfg, str(device), args.seed)
     max_steps = nav.max_steps or int(10 * optimal / nav.k) + 50
     record = bool(args.out)
-    with progress(total=max_steps, desc=f"navigate {grid.name}") as bar:
+    with progress(total=max_steps, desc=f"navigate {grid.name}") as bar, _torch_threads(device):
         res = navigate(grid.occ, start, goal, sensor, mapper, navigator, nav,
                        rng=np.random.default_rng(args.seed), optimal=optimal, record=record,
                        on_step=lambda step, pos: bar.update(1))
@@ -169,7 +185,7 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     groups = _bench_problems(args)
     total = sum(len(p) for p in groups.values()) * len(args.planners)
     per_map, all_runs = {}, []
-    with progress(total=total, desc="nav-bench") as bar:
+    with progress(total=total, desc="nav-bench") as bar, _torch_threads(device):
         def log(planner, i, res, name=""):
             bar.update(1)
             print(f"{name} #{i} {planner}: {res.reason}, steps {res.steps}, "

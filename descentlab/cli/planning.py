@@ -117,7 +117,7 @@ def run_plan_bench(args: argparse.Namespace) -> dict:
 
 
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
-    """Plan on the note's map (note preset and default) and on one MovingAI map."""
+    """Plan on the note's map (note preset and default) and on the embedded MovingAI map."""
     from descentlab.planning.grid import NOTE_GOAL, NOTE_START
 
     parts = {}
@@ -127,15 +127,13 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
         "note_map_default": dict(map="note", planner="gradient", preset="default"),
         "note_map_note_preset": dict(map="note", planner="gradient", preset="note"),
     }
-    movingai = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "movingai"
-    mai = movingai / "dao" / "arena2.map"
-    if mai.exists():  # a mid-length scenario of the map's own .scen
-        from descentlab.planning.grid import load_scenarios, sample_scenarios
+    mai = Path(__file__).resolve().parents[1] / "planning" / "data" / "arena2.map"
+    from descentlab.planning.grid import load_scenarios, sample_scenarios
 
-        sc = sample_scenarios(load_scenarios(f"{mai}.scen"), 5)[2]
-        runs["arena2_gradient"] = dict(map=str(mai), planner="gradient", preset="default",
-                                       start=f"{sc.start[0]},{sc.start[1]}",
-                                       goal=f"{sc.goal[0]},{sc.goal[1]}")
+    sc = sample_scenarios(load_scenarios(f"{mai}.scen"), 5)[2]  # a mid-length scenario
+    runs["arena2_gradient"] = dict(map=str(mai), planner="gradient", preset="default",
+                                   start=f"{sc.start[0]},{sc.start[1]}",
+                                   goal=f"{sc.goal[0]},{sc.goal[1]}")
     for key, kw in runs.items():
         ns = argparse.Namespace(**{**common, **kw, "out": str(out_dir / key)})
         if kw["map"] == "note":

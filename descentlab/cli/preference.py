@@ -47,6 +47,7 @@ def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accele
 
 def run_train(args: argparse.Namespace) -> dict:
     import torch
+    from transformers.utils import logging as hf_logging
 
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.training import make_accelerator
@@ -54,6 +55,7 @@ def run_train(args: argparse.Namespace) -> dict:
     from descentlab.preference.data import load_rows
     from descentlab.preference.viz import plot_training
 
+    hf_logging.disable_progress_bar()      # per-shard save/load bars; ours shows the training
     seed_everything(args.seed)
     device = resolve_device(args.device)
     params = config_from_args(LossParams, args)
@@ -137,19 +139,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(t, TinyLMConfig)
     add_common_args(t)
     t.set_defaults(run=run_train)
+    register_experiments(psub)
 
 
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     """Offline DPO and on-policy PDPO on the synthetic separable task, tiny GPT-2 (~1 min)."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                 # a tiny GPT-2 runs fastest on one thread
+    try:
+        return _demo(Path(out_dir), args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
     import json
 
     from descentlab.core.io import atomic_write
     from descentlab.preference.data import synthetic_pairs
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    out_dir = Path(out_dir)
     data = out_dir / "pairs.jsonl"
     with atomic_write(data, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in synthetic_pairs(128, seed=args.seed))
@@ -170,3 +180,66 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
                         "pdpo_oracle_reward_last": on["summary"].get("oracle/reward")},
             "dpo": {k: off[k] for k in ("summary", "figures", "model")},
             "pdpo": {k: on[k] for k in ("summary", "figures", "model")}}
+
+
+# ---- prefopt experiment bandit|length (issue 5: SPEC C-D measured) ----------------------
+
+def run_experiment(args: argparse.Namespace) -> dict:
+    """Run one lab of :mod:`descentlab.preference.experiments`; print its table (mean ± std
+    over seeds). The tiny models run on one thread on CPU (fastest, least contention)."""
+    import importlib
+
+    import torch
+
+    from descentlab.core.seeding import resolve_device, seed_everything
+    from descentlab.core.table import fmt
+    from descentlab.preference.experiments import EXPERIMENTS
+
+    mod = importlib.import_module(EXPERIMENTS[args.lab])
+    cfg = config_from_args(mod.Config, args, base=mod.Config(**mod.QUICK) if args.quick else None)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        extra = {"resume": args.resume} if getattr(mod, "RESUMABLE", False) else {}
+        result = mod.run(cfg, Path(args.out), seed=args.seed, device=device, **extra)
+    finally:
+        torch.set_num_threads(threads)
+    several = len(result["seeds"]) > 1
+    rows = [{"loss": name, **{f: f"{fmt(e[f])} ± {fmt(e[f + '_std'])}" if several else e[f]
+                              for f in mod.TABLE_FIELDS}}
+            for name, e in result["losses"].items()]
+    print(format_table(rows, ["loss", *mod.TABLE_FIELDS]))
+    print(f"\nseeds {result['seeds']}; figures: {', '.join(result['figures'])}")
+    return result
+
+
+def register_experiments(psub: argparse._SubParsersAction) -> None:
+    """``prefopt experiment LAB [--quick] --out DIR``: one sub-parser per lab, flags from the
+    lab's ``Config``."""
+    import importlib
+
+    from descentlab.cli.main import add_common_args
+    from descentlab.preference.experiments import EXPERIMENTS
+
+    e = psub.add_parser("experiment", help="the preference experiments: bandit and length labs",
+                        description="Where does DPO's probability mass go (bandit), and does "
+                                    "the proper loss remove the length bias (length)?")
+    esub = e.add_subparsers(dest="lab", required=True, metavar="LAB")
+    for name, module in EXPERIMENTS.items():
+        mod = importlib.import_module(module)
+        doc = mod.__doc__ or name
+        p = esub.add_parser(name, help=doc.splitlines()[0], description=doc.split("\n\n")[0])
+        p.add_argument("--quick", action="store_true",
+                       help="the small setting (<= 2 min on CPU; tests and the demo); flags "
+                            "given explicitly still override it")
+        p.add_argument("--out", default=f"prefopt-{name}",
+                       help="output folder for figures and runs (default: %(default)s)")
+        if getattr(mod, "RESUMABLE", False):
+            p.add_argument("--resume", action="store_true",
+                           help="reuse finished runs in OUT and continue unfinished ones")
+        add_config_args(p, mod.Config)
+        add_common_args(p)
+        p.set_defaults(run=run_experiment)

@@ -36,7 +36,7 @@ def _configs(args: argparse.Namespace, preset: str | None):
 
 
 def experiment_table(result: dict) -> str:
-    cols = ["arm", *REQUIRED_FIELDS, "qa_em_train_closed_book"]
+    cols = ["arm", *REQUIRED_FIELDS, "qa_em_train_closed_book", "qa_em_train_distractor"]
     rows = []
     for arm, v in result["variants"].items():
         row = {"arm": arm}

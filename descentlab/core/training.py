@@ -35,6 +35,10 @@ Contract
     example indices with a fresh shuffle per epoch (and tells the epoch, for per-epoch
     re-splitting); :func:`indexed_batches` wraps it with a collate function.
 
+``on_step(step)`` (optional)
+    called after every optimiser step (timing, benchmarks); ``stop_at_step=k`` checkpoints
+    and returns after step k (time-boxed jobs, resume tests).
+
 ``eval_fn(model, step) -> dict`` (optional)
     called on every process every ``eval_every`` steps and at the end with the unwrapped
     model in eval mode; its values are logged under ``eval/…``.

@@ -211,13 +211,16 @@ def _unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
 def split_lm_head(model: torch.nn.Module):
     """``(backbone, head)`` of a causal LM whose logits are exactly ``head(backbone(x))``.
 
-    None when the model has no separate backbone, its head is not a plain ``nn.Linear``
-    (e.g. LoRA on the head) or its config scales / soft-caps the logits.
+    None when the model has no separate backbone (or one that takes no ``position_ids``),
+    its head is not a plain ``nn.Linear`` (e.g. LoRA on the head) or its config scales /
+    soft-caps the logits.
     """
     hf = _unwrap_peft(model)
     head = hf.get_output_embeddings() if hasattr(hf, "get_output_embeddings") else None
     backbone = getattr(hf, "base_model", None)
     if type(head) is not torch.nn.Linear or backbone is None or backbone is hf:
+        return None
+    if "position_ids" not in _forward_params(type(backbone).forward):
         return None
     cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
     for attr in _SCALING_ATTRS:

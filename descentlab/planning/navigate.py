@@ -53,6 +53,11 @@ class NavConfig:
     max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)")
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up ('stuck') after this many steps in a row without moving")
+    max_starts: int = option(32, "gradient planner: most multi-starts when a stalled bot replans "
+                                 "cold again (the count doubles per stalled replan)")
+    crop_margin: int = option(16, "gradient planner: plan on the box around the bot, the goal "
+                                  "and the warm start plus this margin (cells outside = walls; "
+                                  "doubles with the starts when stalled)")
 
     def __post_init__(self):
         if self.k < 1:
@@ -66,6 +71,8 @@ class NavConfig:
             raise InputError(f"must be <= 1, got {self.unknown}", where="--unknown")
         if self.stall_limit < 1:
             raise InputError(f"must be >= 1, got {self.stall_limit}", where="--stall-limit")
+        if self.crop_margin < 1:
+            raise InputError(f"must be >= 1, got {self.crop_margin}", where="--crop-margin")
         if self.max_steps < 0:
             raise InputError(f"must be >= 0, got {self.max_steps}", where="--max-steps")
 
@@ -105,7 +112,10 @@ class GradientNavigator:
 
     A replan first refines the warm start alone (one trajectory, ``replan_iters`` Adam
     steps); if that plan is not valid on the estimate, it plans cold with the planner's full
-    preset (multi-start, coarse-to-fine, repair rounds).
+    preset (multi-start, coarse-to-fine, repair rounds). A cold plan asked for again at the
+    same cell (the bot is stalled: the last cold plan was blocked) doubles the number of
+    starts, up to ``max_starts`` — a wider fan of initial arcs is the gradient planner's own
+    way out of a local minimum; there is no search anywhere.
     """
 
     name = "gradient"
@@ -114,22 +124,60 @@ class GradientNavigator:
         from descentlab.planning.planner import GradientPlanner
 
         self.nav = nav
-        cfg = planner_config or default_planner_config()
-        self.cold = GradientPlanner(cfg, device, seed)
-        self.warm = GradientPlanner(dataclasses.replace(cfg, n_starts=1, repair_rounds=0),
+        self.config = planner_config or default_planner_config()
+        self.device, self.seed = device, seed
+        self.cold = GradientPlanner(self.config, device, seed)
+        self.warm = GradientPlanner(dataclasses.replace(self.config, n_starts=1, repair_rounds=0),
                                     device, seed)
+        self._last_cold: tuple[int, int] | None = None
+        self._escalation = 0
 
     def plan(self, occ: np.ndarray, pos: tuple[int, int], goal: tuple[int, int],
              warm: np.ndarray | None) -> Plan | None:
         """occ (H, W) float planning map; warm (T, 2) or None (a cold plan)."""
+        from descentlab.planning.planner import GradientPlanner
+
         res = None
         if warm is not None and self.nav.warm_start:
-            res = self.warm.plan(occ, pos, goal, init=warm, iters=self.nav.replan_iters)
+            res = self._plan(self.warm, occ, pos, goal, warm, self.nav.crop_margin,
+                             self.nav.replan_iters)
         cold = res is None or not res.valid
         if cold:
-            res = self.cold.plan(occ, pos, goal)
-        return Plan(np.asarray(res.cells, dtype=np.int64).reshape(-1, 2),
-                    np.asarray(res.waypoints, dtype=np.float64), bool(res.valid), cold)
+            self._escalation = self._escalation + 1 if pos == self._last_cold else 0
+            self._last_cold = pos
+            base = self.config.n_starts
+            starts = base * 2 ** self._escalation
+            if starts >= max(base, self.nav.max_starts) * 2:
+                return None  # the widest fan failed here already: give up
+            starts = min(starts, max(base, self.nav.max_starts))
+            planner = self.cold
+            if starts != base:
+                planner = GradientPlanner(dataclasses.replace(self.config, n_starts=starts),
+                                          self.device, self.seed)
+            res = self._plan(planner, occ, pos, goal, None,
+                             self.nav.crop_margin * 2 ** self._escalation, None)
+        return Plan(res.cells, res.waypoints, bool(res.valid), cold)
+
+    @staticmethod
+    def _plan(planner, occ, pos, goal, warm, margin: int, iters: int | None):
+        """Plan on the box around pos, goal (and warm) plus ``margin``; map coordinates back.
+
+        occ (H, W); warm (T, 2) or None. Returns the planner's result with waypoints (T, 2)
+        float and cells (L, 2) int in map coordinates.
+        """
+        pts = np.array([pos, goal], dtype=np.float64)
+        if warm is not None:
+            pts = np.concatenate([pts, warm], axis=0)
+        h, w = occ.shape
+        lo = np.maximum(np.floor(pts.min(0)).astype(int) - margin, 0)  # (2,)
+        hi = np.minimum(np.ceil(pts.max(0)).astype(int) + margin + 1, (h, w))
+        sub = occ[lo[0]:hi[0], lo[1]:hi[1]]  # (h', w') view, outside = walls for the planner
+        start, end = (pos[0] - lo[0], pos[1] - lo[1]), (goal[0] - lo[0], goal[1] - lo[1])
+        res = planner.plan(sub, start, end, init=None if warm is None else warm - lo,
+                           iters=iters)
+        return dataclasses.replace(
+            res, waypoints=np.asarray(res.waypoints, dtype=np.float64) + lo,
+            cells=np.asarray(res.cells, dtype=np.int64).reshape(-1, 2) + lo)
 
 
 def default_planner_config():
@@ -243,7 +291,7 @@ class NavResult:
     """One navigation run. path (N, 2): the cells the bot occupied, start first."""
 
     success: bool
-    reason: str  # goal | step_limit | no_path | stuck
+    reason: str  # goal | step_limit | no_plan (none on the estimate) | stuck
     steps: int
     travelled: float  # octile length of the executed path
     optimal: float  # A* length on the true map
@@ -268,9 +316,9 @@ class NavResult:
         """Scalars for tables and JSON."""
         return {"success": self.success, "reason": self.reason, "steps": self.steps,
                 "travelled": self.travelled, "optimal": self.optimal,
-                "length_ratio": self.length_ratio, "replans": self.replans, "cold_replans": self.cold_replans,
-                "invalid_plans": self.invalid_plans, "bumps": self.bumps,
-                "stops": self.stops,
+                "length_ratio": self.length_ratio, "replans": self.replans,
+                "cold_replans": self.cold_replans, "invalid_plans": self.invalid_plans,
+                "bumps": self.bumps, "stops": self.stops,
                 "time_per_step_ms_median": float(np.median(self.step_ms)) if self.step_ms else 0.0,
                 "time_per_replan_ms_median": float(np.median(self.plan_ms)) if self.plan_ms else 0.0,
                 "map_accuracy_seen": self.map_accuracy_seen, "seen_cells": self.seen_cells}
@@ -340,7 +388,7 @@ def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
                 invalid += not plan.valid
         step_ms.append(1e3 * (time.perf_counter() - t0))
         if plan is None:
-            reason = "no_path"
+            reason = "no_plan"
             break
         if record:
             frames.append(Frame(pos, np.round(mapper.prob * 255).astype(np.uint8),

@@ -30,8 +30,11 @@ import torch
 
 from descentlab.core.config import option
 from descentlab.planning import objective as obj
-from descentlab.planning.discretize import (cell_path_from_waypoints, invalid_reason,
-                                            supercover_cells)
+from descentlab.planning.discretize import (
+    cell_path_from_waypoints,
+    invalid_reason,
+    supercover_cells,
+)
 from descentlab.planning.distance_field import DistanceField
 from descentlab.planning.soft_map import PaddedMap, obstacle_score, window_radius
 from descentlab.planning.trajectories import INITS, path_length, resample

@@ -19,6 +19,7 @@ from descentlab.core.io import atomic_write
 from descentlab.core.plotting import plt, save_figure
 
 MAX_FRAMES = 150
+HOLD_FRAMES = 6  # the last frame shows this many frame durations
 PANEL_PX = 360  # target panel size in pixels
 
 WALL = np.array([40, 40, 40], dtype=np.float64)
@@ -110,15 +111,16 @@ def save_gif(true_occ: np.ndarray, result, start, goal, path: str | os.PathLike,
         canvas = Image.new("RGB", (2 * left.width + gap, left.height + head), "white")
         canvas.paste(left, (0, head))
         canvas.paste(right, (left.width + gap, head))
-        ImageDraw.Draw(canvas).text((4, 3), f"step {t + 1}/{len(frames)}   true map | "
-                                             f"estimate", fill="black")
+        ImageDraw.Draw(canvas).text((4, 3), f"step {t + 1}/{len(frames)}   left: true map, "
+                                             f"right: estimate   bot red, path orange, "
+                                             f"plan blue, goal green", fill="black")
         images.append(canvas.convert("P", palette=Image.ADAPTIVE, colors=64))
-    final = images[-1]
-    images += [final] * int(fps)  # hold the last frame for a second
+    durations = [int(1000 / fps)] * len(images)
+    durations[-1] *= HOLD_FRAMES  # hold the last frame
     path = Path(path)
     with atomic_write(path, "wb") as fh:
         images[0].save(fh, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(1000 / fps), loop=0)
+                       duration=durations, loop=0)
     return path
 
 

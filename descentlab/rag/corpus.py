@@ -68,8 +68,6 @@ class Corpus(Sequence[Document]):
         return len(self.docs)
 
     def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return self.docs[i]
         return self.docs[i]
 
     @property

@@ -47,13 +47,22 @@ class Reader:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
+    def continuations(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """``(prompt ids, ids of " value.")`` per ``(prompt, value)``, split so that their
+        concatenation is the tokenization of ``"prompt value."`` (batched)."""
+        prompts = self.encode([p for p, _ in pairs])
+        fulls = self.encode([f"{p} {v}." for p, v in pairs])
+        out = []
+        for (_, v), p, full in zip(pairs, prompts, fulls):
+            if full[: len(p)] == p:
+                out.append((p, full[len(p):]))
+            else:  # a tokenizer that merges across the boundary: encode the value alone
+                out.append((p, self.encode([f" {v}."])[0]))
+        return out
+
     def continuation(self, prompt: str, value: str) -> tuple[list[int], list[int]]:
-        """``(prompt ids, ids of " value.")``, split so that their concatenation is exact."""
-        p = self.encode([prompt])[0]
-        full = self.encode([f"{prompt} {value}."])[0]
-        if full[: len(p)] == p:
-            return p, full[len(p):]
-        return p, self.encode([f" {value}."])[0]
+        """One ``(prompt ids, continuation ids)`` pair (see :meth:`continuations`)."""
+        return self.continuations([(prompt, value)])[0]
 
     def score(self, seqs: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For ``(ids, start)`` pairs: Σ log p of tokens ``ids[start:]`` (N,), their count (N,),
@@ -125,18 +134,33 @@ def perplexity(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=No
     return float(math.exp(-logp.sum() / max(1, count.sum())))
 
 
-def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None) -> dict[str, np.ndarray]:
+def entity_exclusion(corpus: Corpus, entities: Sequence[str]) -> np.ndarray:
+    """Padded (P, m) indices of every document of each entity (``-1`` = padding)."""
+    rows = [corpus.docs_of(e) for e in entities]
+    out = np.full((len(rows), max(1, max(map(len, rows), default=1))), -1, dtype=np.int64)
+    for r, docs in enumerate(rows):
+        out[r, : len(docs)] = docs
+    return out
+
+
+def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None, *,
+                 distractor: bool = False) -> dict[str, np.ndarray]:
     """Per probe: ``em`` (greedy = answer), ``em_original`` (greedy = original value),
     ``candidate_acc`` (answer ranks first), ``p_answer``/``p_original`` (normalised over the
-    candidates), as arrays (P,)."""
-    ctxs = reader.contexts(retriever, [p.prompt for p in probes])
-    seqs, owner, cand = [], [], []
-    for n, (p, ctx) in enumerate(zip(probes, ctxs)):
-        for c in p.candidates:
-            prompt_ids, cont = reader.continuation(p.prompt, c)
-            seqs.append(reader.sequence(ctx, prompt_ids, cont))
-            owner.append(n)
-            cand.append(c)
+    candidates), as arrays (P,).
+
+    ``distractor``: retrieve with every document of the probe's entity excluded, so the
+    context is another person's (the training format, with memory as the only source).
+    """
+    excl = None
+    if distractor and retriever is not None:
+        excl = entity_exclusion(retriever.corpus, [p.entity for p in probes])
+    ctxs = reader.contexts(retriever, [p.prompt for p in probes], excl)
+    owner = [n for n, p in enumerate(probes) for _ in p.candidates]
+    cand = [c for p in probes for c in p.candidates]
+    pairs = reader.continuations([(probes[n].prompt, c) for n, c in zip(owner, cand)])
+    seqs = [reader.sequence(ctxs[n], prompt_ids, cont)
+            for n, (prompt_ids, cont) in zip(owner, pairs)]
     logp, _, greedy = reader.score(seqs)
     P = len(probes)
     out = {k: np.zeros(P) for k in ("em", "em_original", "candidate_acc", "p_answer",

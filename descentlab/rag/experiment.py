@@ -88,8 +88,8 @@ class RagExperimentConfig:
 # Presets: overrides of (experiment, model, training, objective) configs.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {  # tests and demo: a couple of minutes on a laptop CPU, numbers not meaningful
-        "experiment": dict(n_train_people=16, n_retrieval_people=6, n_added_people=6,
-                           docs_per_person=2, n_counterfactual=8, max_probe_people=8,
+        "experiment": dict(n_train_people=12, n_retrieval_people=5, n_added_people=5,
+                           docs_per_person=2, n_counterfactual=5, max_probe_people=5,
                            seeds=(0,)),
         "model": dict(n_layer=1, n_head=2, n_embd=32, n_positions=160),
         "train": dict(max_steps=12, batch_size=8, lr=3e-3, warmup_steps=2, log_every=4),
@@ -170,6 +170,9 @@ def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> di
         s = ev.score_probes(reader, world.probes["train"], None)
         out["qa_em_train_closed_book"] = float(s["em"].mean())
         out["qa_acc_train_closed_book"] = float(s["candidate_acc"].mean())
+        s = ev.score_probes(reader, world.probes["train"], indexes["eval"], distractor=True)
+        out["qa_em_train_distractor"] = float(s["em"].mean())
+        out["qa_acc_train_distractor"] = float(s["candidate_acc"].mean())
     if world.probes["counterfactual"]:
         s = ev.score_probes(reader, world.probes["counterfactual"], indexes["cf"])
         out.update(ev.counterfactual_summary(s))

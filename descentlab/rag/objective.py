@@ -71,15 +71,19 @@ def _plan_leave_one_out(state: RagData, epoch: int) -> EpochPlan:
                      state.config.exclude, 0)
 
 
+def _split_mask(state: RagData, draw: int) -> np.ndarray:
+    """The ``draw``-th random split of the trainable documents (retrieval-set mask)."""
+    return split_documents(state.corpus, state.trainable, state.config.split_ratio,
+                           np.random.default_rng([state.seed, 7919, draw]))
+
+
 def _plan_split(state: RagData, epoch: int) -> EpochPlan:
-    retr = split_documents(state.corpus, state.trainable, state.config.split_ratio,
-                           np.random.default_rng([state.seed, 7919]))
+    retr = _split_mask(state, 0)
     return EpochPlan(np.flatnonzero(state.trainable & ~retr), ~state.trainable | retr, "none", 0)
 
 
 def _plan_resplit(state: RagData, epoch: int) -> EpochPlan:
-    retr = split_documents(state.corpus, state.trainable, state.config.split_ratio,
-                           np.random.default_rng([state.seed, 7919, epoch]))
+    retr = _split_mask(state, epoch)  # epoch 0 draws split's split; later epochs fresh ones
     return EpochPlan(np.flatnonzero(state.trainable & ~retr), ~state.trainable | retr, "none",
                      epoch + 1)
 

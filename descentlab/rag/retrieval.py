@@ -43,7 +43,17 @@ class Retrieved(NamedTuple):
     scores: np.ndarray
 
 
+def _bm25s():
+    """Import bm25s. It imports JAX when installed, and JAX grabs 75% of a GPU's memory on
+    first use: unless the user chose otherwise, JAX is kept on the CPU (torch owns the GPU)."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
+
+
 def _stopwords() -> frozenset[str]:
+    _bm25s()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -134,8 +144,7 @@ class BM25Index:
 
     def __init__(self, corpus: Corpus, *, k1: float = 1.5, b: float = 0.75,
                  method: str = "lucene", _retriever=None):
-        import bm25s
-
+        bm25s = _bm25s()
         self.corpus = corpus
         self.params = {"k1": k1, "b": b, "method": method}
         self.stopwords = _stopwords()
@@ -219,7 +228,7 @@ class BM25Index:
     @classmethod
     def load(cls, path: str | os.PathLike) -> BM25Index:
         """Read an index written by :meth:`save`; a folder that is not one is an InputError."""
-        import bm25s
+        bm25s = _bm25s()
 
         path = Path(path)
         meta_file = path / "descentlab_index.json"

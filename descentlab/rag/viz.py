@@ -11,6 +11,7 @@ from descentlab.core.plotting import plot_curves, plt, save_figure
 
 QA_PANELS = (
     ("qa_em_train_closed_book", "train facts,\nno retrieval"),
+    ("qa_em_train_distractor", "train facts,\nother's passage"),
     ("qa_em_train", "train facts,\nretrieval"),
     ("qa_em_retrieval_only", "retrieval-only\nfacts"),
     ("qa_em_added", "added after\ntraining"),
@@ -43,8 +44,9 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths = []
 
     fig, ax = pyplot.subplots(figsize=(10, 3.8))
-    keys = [k for k, _ in QA_PANELS]
-    _bars(ax, result, keys, [lab for _, lab in QA_PANELS])
+    panels = [(k, lab) for k, lab in QA_PANELS  # skip metrics that no arm reports
+              if any(v.get(k) is not None and v[k] == v[k] for v in result["variants"].values())]
+    _bars(ax, result, [k for k, _ in panels], [lab for _, lab in panels])
     ax.set_ylabel("exact match")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Cloze QA exact match by where the fact lives (mean ± std over {n_seeds} "
@@ -60,12 +62,13 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     a2.axhline(0.5, color="k", lw=0.8, ls="--")
     a2.set_ylim(0, 1)
     a2.set_ylabel("memorisation ratio")
-    a2.legend(fontsize=7)
+    a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Does the model use the retrieved document?")
     paths.append(save_figure(fig, out / "grounding.png"))
 
     every = result.get("log_every", 1)
     paths.append(plot_curves(result["loss_curves"], out / "loss.png",
                              title="training loss (suffix tokens)",
-                             xlabel=f"log step (x{every} optimiser steps)", ylabel="NLL"))
+                             xlabel=f"log step (x{every} optimiser steps)", ylabel="NLL",
+                             logy=True))
     return paths

@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 
-from descentlab.planning.discretize import (cell_path_from_waypoints, cell_path_length,
-                                            invalid_reason, polyline_length, remove_loops,
-                                            supercover_cells)
+from descentlab.planning.discretize import (
+    cell_path_from_waypoints,
+    cell_path_length,
+    invalid_reason,
+    polyline_length,
+    remove_loops,
+    supercover_cells,
+)
 
 
 def _never_cuts_corners(occ, cells):

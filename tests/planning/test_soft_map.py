@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from descentlab.planning.soft_map import (PaddedMap, obstacle_score, obstacle_score_dense,
-                                          soft_position_map_dense, window_radius)
+from descentlab.planning.soft_map import (
+    PaddedMap,
+    obstacle_score,
+    obstacle_score_dense,
+    soft_position_map_dense,
+    window_radius,
+)
 
 
 def _random_case(seed, h=30, w=41, t=64, margin=2.0):

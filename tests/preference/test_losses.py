@@ -17,7 +17,8 @@ def lp(pc, pr, rc=None, rr=None, lc=None, lr=None, grad=False) -> Logps:
     if grad:
         pc.requires_grad_(True)
         pr.requires_grad_(True)
-    opt = (lambda x: None if x is None else T(x, dtype=torch.float64))
+    def opt(x):
+        return None if x is None else T(x, dtype=torch.float64)
     return Logps(pc, pr, opt(rc), opt(rr), opt(lc), opt(lr))
 
 

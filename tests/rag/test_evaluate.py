@@ -100,3 +100,16 @@ def test_recall_at_k():
     probes = [Probe("Z", "", "zebra", "", "", ("",)), Probe("L", "", "water herd", "", "", ("",))]
     assert ev.recall_at_k(idx, probes, 1) == 0.5
     assert ev.recall_at_k(idx, probes, 3) == 1.0
+
+
+def test_distractor_context_is_never_the_probed_entity(reader):
+    r, bios, corpus = reader
+    idx = BM25Index(corpus)
+    probes = make_probes(bios.people[:6])
+    excl = ev.entity_exclusion(corpus, [p.entity for p in probes])
+    hits = idx.search([p.prompt for p in probes], 1, exclude=excl).indices[:, 0]
+    assert all(corpus[h].entity != p.entity for h, p in zip(hits, probes))
+    plain = idx.search([p.prompt for p in probes], 1).indices[:, 0]
+    assert all(corpus[h].entity == p.entity for h, p in zip(plain, probes))
+    s = ev.score_probes(r, probes, idx, distractor=True)
+    assert s["em"].shape == (len(probes),)

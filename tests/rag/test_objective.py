@@ -91,6 +91,8 @@ def test_split_is_disjoint_and_stratified(setup):
 def test_resplit_changes_the_split_each_epoch(setup):
     data = _data(setup, variant="resplit", k=1)
     t0, t1 = data.epoch_data(0)[0].targets, data.epoch_data(1)[0].targets
+    split0 = _data(setup, variant="split", k=1).epoch_data(5)[0].targets
+    assert np.array_equal(t0, split0)  # resplit starts from split's (fixed) split
     assert len(t0) == len(t1) == data.n_per_epoch
     assert set(t0.tolist()) != set(t1.tolist())
     ever_target = set()
@@ -152,3 +154,25 @@ def test_config_and_length_errors(setup):
     cfg = dataclasses.replace(RagObjectiveConfig(), variant="full")
     with pytest.raises(InputError, match="no trainable"):
         RagData(corpus, np.zeros(len(corpus), bool), tok, idx, cfg)
+
+
+def test_rag_training_resumes_exactly(setup, tmp_path):
+    from descentlab.core.training import TrainConfig, train
+    from descentlab.lm.tiny import build_tiny_model
+
+    corpus, trainable, _, tok, idx = setup
+    cfg = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, log_every=1, seed=1)
+    tiny = TinyLMConfig(n_layer=1, n_head=2, n_embd=16, n_positions=200)
+
+    def run(out, stop=None, resume=False):
+        data = RagData(corpus, trainable, tok, idx, RagObjectiveConfig(variant="resplit", k=1),
+                       seed=3, max_length=200)
+        model = build_tiny_model(tiny, tok, seed=0)
+        return train(model, suffix_loss, data.batch_fn(), cfg, out, resume=resume,
+                     stop_at_step=stop).model
+
+    straight = run(tmp_path / "a")
+    run(tmp_path / "b", stop=2)
+    resumed = run(tmp_path / "b", resume=True)
+    for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(p, q), n

@@ -1,0 +1,519 @@
+"""Length lab: does the proper loss remove the length bias? A tiny causal LM on CPU.
+
+The synthetic language (issue 5, note C's "basic calculus" question). A prompt is
+``describe the <subject> :``; a response is ``L`` words, ``L ∼ U{min_words … max_words}``,
+each word neutral with probability ``neutral_frac``, else good with probability ``q`` and bad
+otherwise, ``q ∼ U(0, 1)`` per response. The true reward is
+:func:`descentlab.preference.oracles.good_words` = (#good − #bad) / #words: it depends on
+content only. A pair is two independent responses to one prompt labelled by Bradley–Terry,
+P(a ≻ b) = σ((r_a − r_b)/τ). For every L the reward is symmetric around 0, so a response of
+any length wins half its comparisons: chosen and rejected have the same length distribution.
+
+Pipeline per seed: tokenizer and tiny GPT-2 from a config → supervised fine-tuning on
+responses of the language (π₀) → each loss setting trained from π₀ under the same budget
+(steps, batch, learning rate) with the shared loop (:func:`descentlab.core.training.train`):
+offline losses on the pairs with precomputed reference log-probs, ``pdpo`` on pairs sampled
+from π and labelled by the same reward (:mod:`descentlab.preference.onpolicy`). Every
+``eval_every`` steps: mean generated length, true reward of samples, KL estimate, held-out
+preference accuracy (the loss's own implicit reward, TRL's ``rewards/accuracies``) and
+chosen/rejected log-probs on training and held-out pairs. The per-example gradient norm
+against response length is measured at π₀ and at the end (:func:`gradnorm_diagnostic`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from descentlab.core.config import option
+from descentlab.core.errors import InputError
+from descentlab.core.io import atomic_write, read_json, write_json
+from descentlab.core.progress import progress
+from descentlab.preference.data import BAD_WORDS, GOOD_WORDS, SUBJECTS
+from descentlab.preference.experiments.variants import Variant, aggregate, build_variants
+from descentlab.preference.losses import Logps, preference_loss
+from descentlab.preference.oracles import good_words
+
+NEUTRAL_WORDS = ("the", "and", "very", "so", "quite", "then", "also", "still")
+
+
+@dataclass
+class Config:
+    """The length lab: language, model, SFT, preference training, evaluation."""
+
+    n_sft: int = option(2000, "responses in the supervised fine-tuning set (π₀)")
+    n_train_pairs: int = option(512, "preference pairs to train on")
+    n_heldout_pairs: int = option(128, "held-out preference pairs")
+    min_words: int = option(2, "shortest response (words)")
+    max_words: int = option(10, "longest response (words)")
+    neutral_frac: float = option(0.3, "probability that a word is neutral")
+    bt_temperature: float = option(0.1, "Bradley–Terry temperature τ of the labels (reward "
+                                   "in [-1, 1])")
+    n_layer: int = option(2, "transformer blocks of the tiny GPT-2")
+    n_embd: int = option(64, "hidden size of the tiny GPT-2")
+    sft_steps: int = option(400, "SFT optimiser steps")
+    sft_lr: float = option(3e-3, "SFT learning rate")
+    sft_batch: int = option(32, "SFT sequences per step")
+    steps: int = option(200, "preference optimiser steps (same budget for every loss)")
+    lr: float = option(5e-4, "preference learning rate (AdamW, warmup + cosine)")
+    batch_size: int = option(16, "pairs per preference step")
+    warmup_steps: int = option(10, "warmup steps of the preference runs")
+    beta: float = option(0.1, "β of the DPO family, IPO's τ and pdpo")
+    gamma_ratios: tuple[float, ...] = option((0.0, 0.5, 2.0), "γ/β values of dpo_bg "
+                                             "(γ/β = 1 is dpo)")
+    simpo_beta: float = option(2.0, "β of SimPO (per-token normalised log-probs)")
+    simpo_margin: float = option(0.5, "SimPO margin")
+    baseline: str = option("mean", "pdpo score-function baseline",
+                           choices=("mean", "loo", "none"))
+    losses: tuple[str, ...] = option(("dpo", "dpo_bg", "ipo", "simpo", "pdpo", "pdpo_offline"),
+                                     "loss settings to compare (dpo_bg expands to every γ/β)")
+    max_new_tokens: int = option(24, "tokens sampled per response (evaluation and pdpo)")
+    eval_every: int = option(20, "steps between evaluations")
+    eval_prompts: int = option(64, "held-out prompts sampled at each evaluation")
+    eval_samples: int = option(4, "samples per prompt at each evaluation (even)")
+    eval_pairs: int = option(128, "training pairs whose log-probs are tracked")
+    grad_examples: int = option(48, "pairs in the per-example gradient-norm diagnostic")
+    seeds: int = option(5, "independent repetitions (seed, seed+1, ...): data, model, runs")
+
+    def __post_init__(self) -> None:
+        for name in ("n_sft", "n_train_pairs", "n_heldout_pairs", "n_layer", "n_embd",
+                     "sft_steps", "sft_batch", "steps", "batch_size", "max_new_tokens",
+                     "eval_every", "eval_prompts", "eval_pairs", "grad_examples", "seeds"):
+            if getattr(self, name) < 1:
+                raise InputError("must be >= 1", where=f"--{name.replace('_', '-')}")
+        if not 1 <= self.min_words <= self.max_words:
+            raise InputError("need 1 <= min_words <= max_words", where="--min-words")
+        if self.eval_samples < 2 or self.eval_samples % 2:
+            raise InputError("must be an even number >= 2", where="--eval-samples")
+        if not 0 <= self.neutral_frac < 1:
+            raise InputError("must be in [0, 1)", where="--neutral-frac")
+        for name in ("bt_temperature", "sft_lr", "lr", "beta", "simpo_beta"):
+            if not getattr(self, name) > 0:
+                raise InputError("must be > 0", where=f"--{name.replace('_', '-')}")
+        if self.n_embd % 2:
+            raise InputError("must be even (2 heads)", where="--n-embd")
+
+    def variants(self) -> dict[str, Variant]:
+        return build_variants(self.losses, beta=self.beta, gamma_ratios=self.gamma_ratios,
+                              simpo_beta=self.simpo_beta, simpo_margin=self.simpo_margin,
+                              baseline=self.baseline, allowed=("offline", "onpolicy"))
+
+
+# --quick: one seed, small data, short runs (about a minute on an idle 2-core CPU)
+QUICK: dict = {"n_sft": 800, "n_train_pairs": 256, "n_heldout_pairs": 64, "sft_steps": 150,
+               "steps": 60, "eval_every": 20, "eval_prompts": 32, "eval_samples": 2,
+               "eval_pairs": 64, "grad_examples": 24, "seeds": 1}
+
+
+# ---- the synthetic language ------------------------------------------------------------
+
+def _response(rng: random.Random, cfg: Config) -> str:
+    q = rng.random()
+    words = []
+    for _ in range(rng.randint(cfg.min_words, cfg.max_words)):
+        u = rng.random()
+        pool = NEUTRAL_WORDS if u < cfg.neutral_frac else (
+            GOOD_WORDS if rng.random() < q else BAD_WORDS)
+        words.append(rng.choice(pool))
+    return " " + " ".join(words)
+
+
+def make_rows(cfg: Config, seed: int) -> dict[str, list[dict]]:
+    """``{"sft": [{prompt, response}], "train"/"heldout": [{prompt, chosen, rejected}]}``."""
+    rng = random.Random(seed)
+
+    def prompt() -> str:
+        return f"describe the {rng.choice(SUBJECTS)} :"
+
+    sft = [{"prompt": prompt(), "response": _response(rng, cfg)} for _ in range(cfg.n_sft)]
+
+    def pairs(n: int) -> list[dict]:
+        rows = []
+        for _ in range(n):
+            p, a, b = prompt(), _response(rng, cfg), _response(rng, cfg)
+            ra, rb = good_words([p, p], [a, b])
+            # σ((r_a − r_b)/τ) written with tanh: no overflow for a tiny τ
+            a_wins = rng.random() < 0.5 * (1 + math.tanh((ra - rb) / (2 * cfg.bt_temperature)))
+            rows.append({"prompt": p, "chosen": a if a_wins else b,
+                         "rejected": b if a_wins else a})
+        return rows
+
+    return {"sft": sft, "train": pairs(cfg.n_train_pairs), "heldout": pairs(cfg.n_heldout_pairs)}
+
+
+# ---- the lab: everything a run needs, built once per seed ------------------------------
+
+@dataclass
+class Lab:
+    """Tokenizer, π₀ and the tokenized data of one seed (built by :func:`build_lab`)."""
+
+    cfg: Config
+    seed: int
+    device: torch.device
+    tokenizer: Any
+    pi0: torch.nn.Module
+    train_pairs: Any             # TokenizedPairs
+    heldout_pairs: Any
+    ref_train: torch.Tensor      # (N, 2) log π₀ of (chosen, rejected)
+    ref_heldout: torch.Tensor    # (M, 2)
+    train_prompts: list[str]
+    eval_prompts: list[str]
+    data_stats: dict
+
+
+def _sft(model, tok, rows: list[dict], cfg: Config, out_dir: Path, device: torch.device,
+         seed: int, resume: bool) -> None:
+    """Supervised fine-tuning (per-token NLL of the responses) with the shared loop."""
+    from descentlab.core.training import TrainConfig, indexed_batches, train
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_sequences, tokenize_pairs
+
+    tp = tokenize_pairs([{"prompt": r["prompt"], "chosen": r["response"],
+                          "rejected": r["response"]} for r in rows], tok, max_length=64)
+
+    def loss_fn(scorer, batch):
+        out = scorer(batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        nll = -out.sum.sum() / out.n_tokens.sum()
+        return nll, {"nll": nll.detach()}
+
+    batches = indexed_batches(len(tp), lambda idx: collate_sequences(
+        [tp.prompt[i] for i in idx], [tp.chosen[i] for i in idx], tok.pad_token_id))
+    tcfg = TrainConfig(lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=cfg.sft_batch,
+                       warmup_steps=max(1, cfg.sft_steps // 20), log_every=max(1, cfg.sft_steps // 10),
+                       save_every=max(1, cfg.sft_steps // 4), precision="no", seed=seed)
+    train(SequenceScorer(model), loss_fn, batches, tcfg, out_dir, device=device,
+          resume=resume and (out_dir / "checkpoint.pt").exists(), desc=f"SFT seed {seed}")
+
+
+def build_lab(cfg: Config, seed: int, out_dir: Path, device: torch.device,
+              resume: bool = False) -> Lab:
+    """Data, tokenizer, tiny GPT-2, SFT (π₀, cached in ``out_dir/sft/pi0.pt``), reference
+    log-probs of every pair."""
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.lm.tiny import TinyLMConfig, build_tiny
+    from descentlab.preference.data import row_texts, tokenize_pairs
+    from descentlab.preference.offline import compute_reference_logps
+
+    rows = make_rows(cfg, seed)
+    texts = [r["prompt"] + r["response"] for r in rows["sft"]]
+    texts += [t for r in rows["train"] + rows["heldout"] for t in row_texts(r)]
+    tiny = TinyLMConfig(n_layer=cfg.n_layer, n_head=2, n_embd=cfg.n_embd, n_positions=64)
+    model, tok = build_tiny(texts, tiny, seed=seed)
+    model.to(device)
+    pi0_path = out_dir / "sft" / "pi0.pt"
+    if resume and pi0_path.exists():
+        model.load_state_dict(torch.load(pi0_path, map_location=device, weights_only=True))
+    else:
+        _sft(model, tok, rows["sft"], cfg, out_dir / "sft", device, seed, resume)
+        with atomic_write(pi0_path, "wb") as f:
+            torch.save(model.state_dict(), f)
+    model.eval().requires_grad_(False)
+    tr = tokenize_pairs(rows["train"], tok, max_length=64)
+    ho = tokenize_pairs(rows["heldout"], tok, max_length=64)
+    scorer = SequenceScorer(model)
+    ref_tr = compute_reference_logps(scorer, tr, list(range(len(tr))), tok.pad_token_id, device, 64)
+    ref_ho = compute_reference_logps(scorer, ho, list(range(len(ho))), tok.pad_token_id, device, 64)
+    lens = {k: [len(r[k].split()) for r in rows["train"]] for k in ("chosen", "rejected")}
+    stats = {"chosen_words": sum(lens["chosen"]) / len(lens["chosen"]),
+             "rejected_words": sum(lens["rejected"]) / len(lens["rejected"]),
+             "chosen_reward": sum(good_words([], [r["chosen"] for r in rows["train"]]))
+             / len(rows["train"]),
+             "rejected_reward": sum(good_words([], [r["rejected"] for r in rows["train"]]))
+             / len(rows["train"])}
+    return Lab(cfg, seed, device, tok, model, tr, ho, ref_tr, ref_ho,
+               [r["prompt"] for r in rows["train"]],
+               [r["prompt"] for r in rows["heldout"][:cfg.eval_prompts]], stats)
+
+
+# ---- evaluation ------------------------------------------------------------------------
+
+def sample_stats(model, lab: Lab, seed: int) -> dict[str, float]:
+    """Sample ``eval_samples`` responses per evaluation prompt from ``model`` (temperature 1,
+    a fixed seed: common random numbers across evaluations) and measure them:
+    ``gen_length`` (tokens before eos; cut samples count ``max_new_tokens``), ``reward``
+    (true reward), ``truncated`` (no eos), ``long_frac`` (longer than any data response),
+    ``kl`` (mean log π(y) − log π₀(y), an unbiased estimate of KL(π‖π₀))."""
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_sequences, tokenize_prompt
+    from descentlab.preference.onpolicy import OnPolicyConfig, sample_pairs
+
+    cfg, tok = lab.cfg, lab.tokenizer
+    eos = tok.eos_token_id
+    pids = [tokenize_prompt(tok, p) for p in lab.eval_prompts]
+    onp = OnPolicyConfig(max_new_tokens=cfg.max_new_tokens)
+    prompts, samples = [], []
+    for k in range(cfg.eval_samples // 2):
+        a, b = sample_pairs(model, tok, pids, onp, seed * 7919 + k, lab.device)
+        prompts += pids + pids
+        samples += a + b
+    lengths = [len(s) - (s[-1] == eos) for s in samples]
+    texts = tok.batch_decode(samples, skip_special_tokens=True)
+    reward = good_words([], texts)
+    batch = {k: v.to(lab.device) for k, v in collate_sequences(prompts, samples,
+                                                               tok.pad_token_id).items()}
+    with torch.no_grad():
+        lp = SequenceScorer(model)(**batch).sum
+        lp0 = SequenceScorer(lab.pi0)(**batch).sum
+    n = len(samples)
+    return {"gen_length": sum(lengths) / n, "reward": sum(reward) / n,
+            "truncated": sum(s[-1] != eos for s in samples) / n,
+            "long_frac": sum(L > cfg.max_words for L in lengths) / n,
+            "kl": (lp - lp0).mean().item()}
+
+
+def pair_logps(model, lab: Lab, which: str) -> torch.Tensor:
+    """``(n, 2)`` log π of (chosen, rejected): ``train`` = the first ``eval_pairs`` training
+    pairs, ``heldout`` = every held-out pair."""
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.offline import compute_reference_logps
+
+    pairs = lab.train_pairs if which == "train" else lab.heldout_pairs
+    n = min(lab.cfg.eval_pairs, len(pairs)) if which == "train" else len(pairs)
+    return compute_reference_logps(SequenceScorer(model), pairs, list(range(n)),
+                                   lab.tokenizer.pad_token_id, lab.device, 64, desc="eval")
+
+
+def _logps(pol: torch.Tensor, ref: torch.Tensor, pairs) -> Logps:
+    n = pol.shape[0]
+    lc = torch.tensor([len(c) for c in pairs.chosen[:n]])
+    lr = torch.tensor([len(r) for r in pairs.rejected[:n]])
+    return Logps(pol[:, 0], pol[:, 1], ref[:n, 0], ref[:n, 1], lc, lr)
+
+
+def heldout_accuracy(variant: Variant, pol: torch.Tensor, lab: Lab) -> float:
+    """Fraction of held-out pairs whose implicit reward (the loss's own, TRL's
+    ``rewards/accuracies``) ranks the chosen response strictly above the rejected one."""
+    lp = _logps(pol.cpu(), lab.ref_heldout, lab.heldout_pairs)
+    return preference_loss(variant.loss, lp, variant.params)[1]["rewards/accuracies"].item()
+
+
+def evaluate(model, lab: Lab, variant: Variant | None = None) -> dict[str, float]:
+    """Every tracked quantity of ``model`` (flat dict of floats)."""
+    tr, ho = pair_logps(model, lab, "train"), pair_logps(model, lab, "heldout")
+    out = {**sample_stats(model, lab, lab.seed),
+           "train_logp_chosen": tr[:, 0].mean().item(), "train_logp_rejected": tr[:, 1].mean().item(),
+           "heldout_logp_chosen": ho[:, 0].mean().item(),
+           "heldout_logp_rejected": ho[:, 1].mean().item()}
+    if variant is not None:
+        out["heldout_accuracy"] = heldout_accuracy(variant, ho, lab)
+    return out
+
+
+# ---- the basic-calculus diagnostic -------------------------------------------------------
+
+def _fit_slope(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Least-squares slope of log y on log x, and the Pearson correlation of x and y."""
+    lx = torch.tensor(x, dtype=torch.float64).log()
+    ly = torch.tensor(y, dtype=torch.float64).clamp(min=1e-30).log()
+    slope = ((lx - lx.mean()) * (ly - ly.mean())).sum() / ((lx - lx.mean()) ** 2).sum()
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    r = torch.corrcoef(torch.stack([xt, yt]))[0, 1]
+    return slope.item(), r.item()
+
+
+def gradnorm_diagnostic(model, lab: Lab, variants: dict[str, Variant]) -> dict:
+    """Per-example gradient norms against response length, for ``grad_examples`` pairs.
+
+    For each pair the gradients g± = ∇_θ log π(y±|x) are taken one example at a time; a
+    loss's per-example gradient is ∇ℓ_i = a₊ g₊ + a₋ g₋ with a± = B·∂(mean batch loss)/∂log
+    π(y±)_i (all the registry's losses are functions of the sequence log-probs), so
+    ‖∇ℓ_i‖² = a₊²‖g₊‖² + a₋²‖g₋‖² + 2a₊a₋ g₊·g₋. Returns the lengths (response tokens,
+    eos included), ``seq_norm`` ‖∇log π(y)‖ for every response, per loss the norms, and the
+    fitted exponents (slope of log-norm on log-length) with Pearson correlations.
+    """
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_pairs
+
+    pairs, n = lab.train_pairs, min(lab.cfg.grad_examples, len(lab.train_pairs))
+    was = model.training
+    model.eval()
+    params = [p for p in model.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    scorer = SequenceScorer(model)
+    sq_c, sq_r, dot, pol = [], [], [], []
+    for i in range(n):
+        b = {k: v.to(lab.device) for k, v in collate_pairs(pairs, [i], lab.tokenizer.pad_token_id).items()}
+        lp = scorer(b["input_ids"], b["attention_mask"], b["response_mask"]).sum      # (2,)
+        gc = torch.cat([g.reshape(-1) for g in torch.autograd.grad(lp[0], params, retain_graph=True,
+                                                                   allow_unused=False)])
+        gr = torch.cat([g.reshape(-1) for g in torch.autograd.grad(lp[1], params)])
+        sq_c.append(gc.pow(2).sum().item())
+        sq_r.append(gr.pow(2).sum().item())
+        dot.append((gc * gr).sum().item())
+        pol.append(lp.detach().cpu())
+    for p, f in zip(params, flags):
+        p.requires_grad_(f)
+    model.train(was)
+    pol_t = torch.stack(pol).double()                                               # (n, 2)
+    lc = [len(c) for c in pairs.chosen[:n]]
+    lr = [len(r) for r in pairs.rejected[:n]]
+    sc, sr, d = (torch.tensor(v, dtype=torch.float64) for v in (sq_c, sq_r, dot))
+    seq_len, seq_norm = lc + lr, (sc.sqrt().tolist() + sr.sqrt().tolist())
+    out: dict = {"seq_length": seq_len, "seq_norm": seq_norm, "pair_length":
+                 [a + b for a, b in zip(lc, lr)], "losses": {}}
+    out["seq_slope"], out["seq_corr"] = _fit_slope(seq_len, seq_norm)
+    for name, v in variants.items():
+        c = pol_t[:, 0].clone().requires_grad_(True)
+        r = pol_t[:, 1].clone().requires_grad_(True)
+        lp = Logps(c, r, lab.ref_train[:n, 0].double(), lab.ref_train[:n, 1].double(),
+                   torch.tensor(lc), torch.tensor(lr))
+        loss = preference_loss(v.loss, lp, v.params)[0].mean()
+        ac, ar = (n * g for g in torch.autograd.grad(loss, (c, r)))
+        norm = (ac ** 2 * sc + ar ** 2 * sr + 2 * ac * ar * d).clamp(min=0).sqrt()
+        slope, corr = _fit_slope(out["pair_length"], norm.tolist())
+        out["losses"][name] = {"norm": norm.tolist(), "slope": slope, "corr": corr}
+    return out
+
+
+# ---- training and the whole lab ---------------------------------------------------------
+
+# the terminal table's columns
+TABLE_FIELDS = ("final_expected_reward", "mean_length_delta", "heldout_accuracy",
+                "chosen_logp_delta", "rejected_logp_delta", "kl")
+RESUMABLE = True       # run() takes resume=: reuse π₀ and finished runs, continue the rest
+FINAL_FIELDS = ("final_expected_reward", "reward_delta", "mean_length_delta",
+                "final_mean_length", "heldout_accuracy", "chosen_logp_delta",
+                "rejected_logp_delta", "heldout_chosen_logp_delta",
+                "heldout_rejected_logp_delta", "kl", "truncated", "long_frac",
+                "gradnorm_slope_init", "gradnorm_slope_final", "seconds")
+
+
+def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
+                  resume: bool = False) -> dict:
+    """Train one loss setting from π₀ with the shared loop; returns (and writes to
+    ``out_dir/result.json``) its evaluation records, training log and final diagnostic."""
+    import contextlib
+    import time
+
+    from descentlab.core.training import TrainConfig, indexed_batches, train
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_pairs
+    from descentlab.preference.offline import make_loss_fn, reference_scorer
+    from descentlab.preference.onpolicy import OnPolicyConfig, make_onpolicy_batch_fn
+
+    done = out_dir / "result.json"
+    if resume and done.exists():
+        return read_json(done)
+    cfg, tok = lab.cfg, lab.tokenizer
+    model = copy.deepcopy(lab.pi0).requires_grad_(True).train()
+    tcfg = TrainConfig(lr=cfg.lr, max_steps=cfg.steps, batch_size=cfg.batch_size,
+                       warmup_steps=cfg.warmup_steps, log_every=cfg.eval_every,
+                       eval_every=cfg.eval_every, save_every=cfg.eval_every, precision="no",
+                       seed=lab.seed)
+    if variant.mode == "onpolicy":
+        onp = OnPolicyConfig(labels="bt", bt_temperature=cfg.bt_temperature,
+                             max_new_tokens=cfg.max_new_tokens)
+        live = reference_scorer(model, lab.pi0, True, lab.device, contextlib.nullcontext)
+        batch_fn = make_onpolicy_batch_fn(lab.train_prompts, tok, good_words, onp, live, 64)
+    else:
+        batch_fn = indexed_batches(len(lab.train_pairs), lambda idx: collate_pairs(
+            lab.train_pairs, idx, tok.pad_token_id, lab.ref_train))
+    t0 = time.perf_counter()
+    res = train(SequenceScorer(model), make_loss_fn(variant.loss, variant.params), batch_fn,
+                tcfg, out_dir, device=lab.device,
+                eval_fn=lambda scorer, step: evaluate(scorer.model, lab, variant),
+                resume=resume and (out_dir / "checkpoint.pt").exists(),
+                desc=f"{name} (seed {lab.seed})")
+    seconds = time.perf_counter() - t0
+    diag = gradnorm_diagnostic(res.model.model, lab, {name: variant})["losses"][name]
+    evals = [{"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval/")}}
+             for r in res.history if any(k.startswith("eval/") for k in r)]
+    keys = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected",
+            "oracle/reward", "grad_norm")
+    out = {"evals": evals, "train_log": [{"step": r["step"], **{k: r[k] for k in keys if k in r}}
+                                         for r in res.history],
+           "gradnorm_final": {"slope": diag["slope"], "corr": diag["corr"]},
+           "seconds": seconds}
+    write_json(done, out)
+    return out
+
+
+def _finals(init: dict, init_acc: float, run: dict, diag_init: dict) -> dict[str, float]:
+    last = run["evals"][-1]
+    return {"final_expected_reward": last["reward"], "reward_delta": last["reward"] - init["reward"],
+            "mean_length_delta": last["gen_length"] - init["gen_length"],
+            "final_mean_length": last["gen_length"], "heldout_accuracy": last["heldout_accuracy"],
+            "chosen_logp_delta": last["train_logp_chosen"] - init["train_logp_chosen"],
+            "rejected_logp_delta": last["train_logp_rejected"] - init["train_logp_rejected"],
+            "heldout_chosen_logp_delta": last["heldout_logp_chosen"] - init["heldout_logp_chosen"],
+            "heldout_rejected_logp_delta": (last["heldout_logp_rejected"]
+                                            - init["heldout_logp_rejected"]),
+            "kl": last["kl"], "truncated": last["truncated"], "long_frac": last["long_frac"],
+            "gradnorm_slope_init": diag_init["slope"],
+            "gradnorm_slope_final": run["gradnorm_final"]["slope"], "seconds": run["seconds"]}
+
+
+def _fingerprint(cfg: Config, seed: int) -> str:
+    return hashlib.sha256(json.dumps([asdict(cfg), seed], sort_keys=True).encode()).hexdigest()
+
+
+def run(cfg: Config, out_dir: str | os.PathLike, seed: int = 0,
+        device: torch.device | str = "cpu", resume: bool = False,
+        on_seed: Callable[[int], None] | None = None) -> dict:
+    """Every loss setting on ``cfg.seeds`` seeds; figures in ``out_dir``.
+
+    ``resume``: reuse π₀ and finished runs found in ``out_dir`` (same config and seed, else
+    an InputError) and continue unfinished ones from their checkpoints.
+    Returns ``{"experiment": "length", "config", "seeds", "eval_steps", "reference",
+    "losses": {NAME: {FIELD, FIELD_std, "per_seed", "curves"}}, "gradnorm_scatter",
+    "figures"}``.
+    """
+    from descentlab.preference.experiments.viz import plot_length
+
+    out = Path(out_dir)
+    device = torch.device(device)
+    variants = cfg.variants()
+    stamp = out / "lab.json"
+    fp = _fingerprint(cfg, seed)
+    if resume and stamp.exists() and read_json(stamp).get("fingerprint") != fp:
+        raise InputError("this folder holds a run with another configuration or seed; "
+                         "use a new --out or drop --resume", where=stamp)
+    write_json(stamp, {"fingerprint": fp, "config": asdict(cfg), "seed": seed})
+    seeds = list(range(seed, seed + cfg.seeds))
+    per_seed: dict[str, list[dict]] = {n: [] for n in variants}
+    hists: dict[str, list[list[dict]]] = {n: [] for n in variants}
+    inits, diags, stats = [], [], []
+    for s in seeds:
+        sdir = out / f"seed{s}"
+        lab = build_lab(cfg, s, sdir, device, resume)
+        init = evaluate(lab.pi0, lab)
+        diag = gradnorm_diagnostic(lab.pi0, lab, variants)
+        inits.append(init)
+        diags.append(diag)
+        stats.append(lab.data_stats)
+        for name, v in progress(variants.items(), total=len(variants), desc=f"seed {s}"):
+            r = train_variant(lab, name, v, sdir / name, resume)
+            acc0 = heldout_accuracy(v, lab.ref_heldout, lab)
+            hists[name].append([{"step": 0, **init, "heldout_accuracy": acc0}] + r["evals"])
+            per_seed[name].append(_finals(init, acc0, r, diag["losses"][name]))
+        if on_seed is not None:
+            on_seed(s)
+    losses = {name: {"loss": v.loss, "mode": v.mode, "params": asdict(v.params),
+                     **aggregate(per_seed[name], hists[name], FINAL_FIELDS)}
+              for name, v in variants.items()}
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    reference = {"pi0": {k: mean(inits, k) for k in inits[0]},
+                 "data": {k: mean(stats, k) for k in stats[0]},
+                 "logp_gradnorm_slope": mean(diags, "seq_slope"),
+                 "logp_gradnorm_corr": mean(diags, "seq_corr")}
+    result = {"experiment": "length", "config": asdict(cfg), "seeds": seeds,
+              "eval_steps": [h["step"] for h in hists[next(iter(hists))][0]],
+              "reference": reference, "losses": losses,
+              "gradnorm_scatter": {k: diags[0][k] for k in ("seq_length", "seq_norm",
+                                                           "pair_length", "seq_slope")}
+              | {"losses": {n: {"norm": d["norm"], "slope": d["slope"]}
+                            for n, d in diags[0]["losses"].items()}}}
+    result["figures"] = [str(p) for p in plot_length(result, out)]
+    return result

@@ -1,0 +1,214 @@
+"""The navigation loop: warm start, execution on the true map, whole runs, nav-bench, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from descentlab.cli.main import main
+from descentlab.planning.discretize import invalid_reason
+from descentlab.planning.mapping import make_mapper
+from descentlab.planning.nav_bench import length_ratio_between, random_problem, summarise
+from descentlab.planning.navigate import (
+    NavConfig,
+    execute,
+    make_navigator,
+    navigate,
+    plan_blocked,
+    shift_warm_start,
+)
+from descentlab.planning.search import octile_distance
+from descentlab.planning.sensors import RaySensorConfig, make_sensor
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The planner's tensors are small: one thread is fastest (as the CLI does)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_warm_start_shifts_by_one():
+    wp = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.5], [3.0, 3.0]])
+    out = shift_warm_start(wp, (1, 1))  # the bot moved to the second waypoint
+    np.testing.assert_array_equal(out, [[1, 1], [2, 2.5], [3, 3], [3, 3]])
+    assert out.shape == wp.shape
+    # off the plan: shift to the nearest waypoint, then pin the first one on the bot
+    np.testing.assert_array_equal(shift_warm_start(wp, (2, 3)), [[2, 3], [3, 3], [3, 3], [3, 3]])
+    # not moved: no shift
+    np.testing.assert_array_equal(shift_warm_start(wp, (0, 0)), wp)
+    assert shift_warm_start(wp, (0, 0)) is not wp
+
+
+def test_execute_stops_in_front_of_a_real_wall():
+    true = np.zeros((3, 5), dtype=bool)
+    true[0, 2] = True
+    est = np.zeros((3, 5))  # the bot has not seen the wall
+    plan = np.array([[0, 0], [0, 1], [0, 2], [0, 3]])
+    move = execute(true, est, (0, 0), plan, k=3)
+    assert move.cells == [(0, 1)] and move.bumped == [(0, 2)] and move.stopped
+    # a diagonal step past a real wall's corner is a bump too, nothing is entered
+    move = execute(true, est, (1, 1), np.array([[1, 1], [0, 2]]), k=3)
+    assert move.cells == [] and move.bumped == [(0, 2)]
+    move = execute(true, est, (1, 2), np.array([[1, 2], [0, 3]]), k=3)
+    assert move.cells == [] and move.bumped == [(0, 2)]
+
+
+def test_execute_respects_k_and_the_estimate():
+    true = np.zeros((1, 8), dtype=bool)
+    plan = np.array([[0, j] for j in range(8)])
+    move = execute(true, np.zeros((1, 8)), (0, 2), plan, k=2)  # starts mid-plan
+    assert move.cells == [(0, 3), (0, 4)] and not move.bumped and not move.stopped
+    est = np.zeros((1, 8))
+    est[0, 4] = 0.7  # believed blocked: stop before it, no bump
+    move = execute(true, est, (0, 2), plan, k=5)
+    assert move.cells == [(0, 3)] and not move.bumped and move.stopped
+
+
+def test_plan_blocked_sees_walls_and_cut_corners():
+    occ = np.zeros((3, 3))
+    cells = np.array([[0, 0], [1, 1], [2, 2]])
+    assert not plan_blocked(occ, cells)
+    occ[0, 1] = 0.6  # beside the first diagonal step
+    assert plan_blocked(occ, cells)
+    occ[0, 1] = 0.4
+    assert not plan_blocked(occ, cells)
+    occ[2, 2] = 0.5
+    assert plan_blocked(occ, cells)
+
+
+def _run(occ, start, goal, planner="astar", sensor="ray", radius=4.0, flip=0.0,
+         mapper="logodds", seed=0, planner_config=None, **nav_kw):
+    nav = NavConfig(**nav_kw)
+    return navigate(occ, start, goal,
+                    make_sensor(sensor, RaySensorConfig(radius=radius, flip_prob=flip)
+                                if sensor == "ray" else None),
+                    make_mapper(mapper, occ.shape),
+                    make_navigator(planner, nav, planner_config, "cpu", seed), nav,
+                    rng=np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_executor_never_enters_an_obstacle(seed):
+    prob = random_problem(seed, size=24, density=0.25)
+    occ = prob.grid.occ
+    res = _run(occ, prob.start, prob.goal, radius=3.0, flip=0.05, seed=seed, k=4)
+    assert res.success, res.reason
+    # every step of the executed path: a free cell, a neighbour, no cut corner (true map)
+    assert invalid_reason(occ, res.path, prob.start, prob.goal) is None
+    assert res.travelled >= prob.optimal - 1e-9
+    assert res.length_ratio == pytest.approx(res.travelled / prob.optimal)
+
+
+def test_open_map_is_one_plan_and_optimal():
+    occ = np.zeros((12, 12), dtype=bool)
+    res = _run(occ, (0, 0), (11, 7), k=3)
+    assert res.success and res.replans == 1 and res.bumps == 0
+    assert res.travelled == pytest.approx(octile_distance((0, 0), (11, 7)))
+    assert res.map_accuracy_seen == 1.0
+
+
+def test_hidden_wall_forces_a_replan_and_a_detour():
+    occ = np.zeros((12, 12), dtype=bool)
+    occ[6, 0:11] = True  # a wall across the map with a gap at column 11
+    res = _run(occ, (0, 0), (11, 0), radius=3.0, k=2)
+    assert res.success and res.replans >= 2
+    assert invalid_reason(occ, res.path, (0, 0), (11, 0)) is None
+    assert res.travelled > 11  # had to walk round the wall
+
+
+def test_gradient_navigation_reaches_the_goal_on_a_small_map():
+    from descentlab.planning.planner import PRESETS
+
+    occ = np.zeros((16, 16), dtype=bool)
+    occ[8, 3:13] = True  # a wall across the straight line, seen only from 4 cells away
+    occ[3:5, 6:8] = True
+    cfg = dataclasses.replace(PRESETS["default"], n_starts=4, coarse_iters=100, fine_iters=100)
+    res = _run(occ, (1, 8), (14, 8), planner="gradient", radius=4.0, k=3, planner_config=cfg)
+    assert res.success, res.reason
+    assert invalid_reason(occ, res.path, (1, 8), (14, 8)) is None
+    assert res.replans >= 2 and res.length_ratio < 1.4
+
+
+def test_random_problem_is_solvable_and_far():
+    for seed in range(6):
+        a, b = random_problem(seed), random_problem(seed)
+        assert a.start == b.start and a.goal == b.goal and np.array_equal(a.grid.occ, b.grid.occ)
+        assert not a.grid.occ[a.start] and not a.grid.occ[a.goal]
+        assert math.dist(a.start, a.goal) > 0.8 * 63 * math.sqrt(2)
+        assert a.optimal >= octile_distance(a.start, a.goal)
+        assert 0.17 < a.grid.occ.mean() < 0.23
+
+
+def test_summaries_and_the_length_ratio_between_planners():
+    occ = np.zeros((10, 10), dtype=bool)
+    occ[5, 0:9] = True
+    runs = [_run(occ, (0, 0), (9, 0), radius=r, k=2) for r in (2.0, 9.0)]
+    s = summarise(runs)
+    assert s["success_rate"] == 1.0 and s["n"] == 2
+    assert s["length_ratio_mean"] == pytest.approx(np.mean([r.length_ratio for r in runs]))
+    assert s["bumps_mean"] == pytest.approx(np.mean([r.bumps for r in runs]))
+    assert s["map_accuracy_seen"] == 1.0
+    failed = dataclasses.replace(runs[0], success=False, reason="stuck")
+    # mean travelled over mean travelled, on the problems both solved only
+    assert length_ratio_between(runs, runs[::-1]) == pytest.approx(1.0)
+    assert length_ratio_between([failed, runs[1]], [runs[0], runs[0]]) == pytest.approx(
+        runs[1].travelled / runs[0].travelled)
+
+
+def test_note_preset_reaches_its_goal(tmp_path):
+    out = tmp_path / "note.json"
+    assert main(["navigate", "--preset", "note", "--out", "", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["sensor"] == "soft" and res["mapper"] == "note" and res["map"] == "note"
+    assert res["summary"]["success"] is True
+    path = np.array(res["path"])
+    from descentlab.planning.grid import NOTE_GOAL, NOTE_START, note_map
+
+    assert invalid_reason(note_map().occ, path, NOTE_START, NOTE_GOAL) is None
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    walled = tmp_path / "walled.txt"
+    walled.write_text("....\n.@@@\n.@..\n.@@@\n")  # (2, 2) enclosed
+    cases = [
+        (["--map", str(walled), "--start", "0,0", "--goal", "2,2"], "unreachable"),
+        (["--start", "1,5"], "obstacle"),
+        (["--goal", "40,3"], "outside"),
+        (["--radius", "0"], "--radius"),
+        (["--map", str(walled)], "--start"),
+    ]
+    for argv, needle in cases:
+        code = main(["navigate", "--planner", "astar", "--out", str(tmp_path / "o"), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and needle in err[0], (argv, err)
+    assert not (tmp_path / "o").exists()  # nothing written for bad input
+
+
+def test_gif_has_one_frame_per_step_and_the_figure_is_written(tmp_path):
+    from PIL import Image
+
+    from descentlab.planning.viz_nav import plot_final, save_gif
+
+    occ = np.zeros((10, 10), dtype=bool)
+    occ[5, 0:8] = True
+    nav = NavConfig(k=2)
+    mapper = make_mapper("logodds", occ.shape)
+    res = navigate(occ, (0, 0), (9, 0), make_sensor("ray", RaySensorConfig(radius=3)), mapper,
+                   make_navigator("astar", nav), nav, rng=np.random.default_rng(0), record=True)
+    assert res.success and len(res.frames) == res.steps
+    gif = save_gif(occ, res, (0, 0), (9, 0), tmp_path / "nav.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == res.steps
+    png = plot_final(occ, res, (0, 0), (9, 0), tmp_path / "final.png", prob=mapper.prob,
+                     seen=mapper.seen)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 400
