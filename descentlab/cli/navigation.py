@@ -57,11 +57,13 @@ def _nav_config(args):
 
 
 def _planner_config(args):
+    from descentlab.planning.navigate import default_planner_config
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
+    name = args.planner_preset
+    base = default_planner_config() if name == "nav" else PRESETS[name]
     try:
-        return config_from_args(PlannerConfig, args, prefix="planner_",
-                                base=PRESETS[args.planner_preset])
+        return config_from_args(PlannerConfig, args, prefix="planner_", base=base)
     except ValueError as e:
         raise InputError(str(e), where="planner options") from None
 
@@ -290,8 +292,9 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
     p.add_argument("--mapper", choices=list(MAPPERS), default="logodds" if bench else None,
                    help="note (the note's gradient mapper) or logodds (Bayesian occupancy) "
                         "(default: logodds; the note preset: note)")
-    p.add_argument("--planner-preset", choices=list(PRESETS), default="default",
-                   help="gradient planner preset of `descentlab plan` (default: %(default)s)")
+    p.add_argument("--planner-preset", choices=["nav", *PRESETS], default="nav",
+                   help="gradient planner preset: nav (the default preset with shorter stages, "
+                        "for replanning) or one of `descentlab plan` (default: %(default)s)")
     add_config_args(p, NavConfig)
     add_config_args(p, RaySensorConfig)
     add_config_args(p, SoftSensorConfig, prefix="soft_")

@@ -174,12 +174,22 @@ def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
                                       str(out_dir / "pdpo"), "--onpolicy", "--beta", "0.5",
                                       "--lr", "2e-3", "--max-steps", "30"]))
     first = on["history"][0].get("oracle/reward") if on["history"] else None
+    lab = run_experiment(parser.parse_args([     # the exact bandit lab, --quick (seconds)
+        "prefopt", "experiment", "bandit", "--quick", "--seed", str(args.seed),
+        "--out", str(out_dir / "bandit")]))["losses"]
     return {"summary": {"dpo_reward_accuracy": off["summary"].get("rewards/accuracies"),
                         "dpo_reward_margin": off["summary"].get("rewards/margins"),
                         "pdpo_oracle_reward_first": first,
-                        "pdpo_oracle_reward_last": on["summary"].get("oracle/reward")},
+                        "pdpo_oracle_reward_last": on["summary"].get("oracle/reward"),
+                        "bandit_dpo_expected_reward": lab["dpo"]["final_expected_reward"],
+                        "bandit_dpo_offdata_mass": lab["dpo"]["offdata_mass"],
+                        "bandit_pdpo_expected_reward": lab["pdpo"]["final_expected_reward"],
+                        "bandit_pdpo_offdata_mass": lab["pdpo"]["offdata_mass"]},
             "dpo": {k: off[k] for k in ("summary", "figures", "model")},
-            "pdpo": {k: on[k] for k in ("summary", "figures", "model")}}
+            "pdpo": {k: on[k] for k in ("summary", "figures", "model")},
+            "bandit": {name: {k: e[k] for k in ("final_expected_reward", "offdata_mass",
+                                                "chosen_logp_delta", "rejected_logp_delta")}
+                       for name, e in lab.items()}}
 
 
 # ---- prefopt experiment bandit|length (issue 5: SPEC C-D measured) ----------------------

@@ -52,7 +52,7 @@ class DistanceField:
         hi = torch.tensor([hf - 1.0, wf - 1.0], device=u.device, dtype=u.dtype)
         uc = torch.maximum(torch.minimum(u, hi), lo)
         beyond = (u - uc).norm(dim=1) / s  # distance past the padded field, in cells
-        i0 = uc.detach().floor().clamp(max=hi[0].item() - 1).long()  # (N, 2)
+        i0 = torch.minimum(uc.detach().floor(), hi - 1).long()  # (N, 2), per-axis upper bound
         f = uc - i0.to(uc.dtype)  # (N, 2) fractional part, in [0, 1]
         g = self.grid.reshape(-1)
         base = i0[:, 0] * wf + i0[:, 1]

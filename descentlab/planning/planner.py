@@ -39,7 +39,7 @@ from descentlab.planning.distance_field import DistanceField
 from descentlab.planning.soft_map import PaddedMap, obstacle_score, window_radius
 from descentlab.planning.trajectories import INITS, path_length, resample
 
-MAX_WAYPOINTS = 6000
+MAX_WAYPOINTS = 12000
 
 
 @dataclass
@@ -218,7 +218,10 @@ class GradientPlanner:
                                     for w in inits])  # (B, T, 2)
         flat = wp.reshape(b * k, t0, 2)  # (N, T, 2)
         counts = counts.repeat_interleave(k)  # (N,)
-        if bool((counts != t0).any()):
+        if not coarse and not cfg.n_waypoints:  # a given path (A*, warm start): its own length
+            counts = _counts(path_length(flat), cfg.spacing)
+            t0 = int(counts.max())
+        if bool((counts != t0).any()) or flat.shape[1] != t0:
             flat = resample(flat, t0, counts)
         sk, gk = s.repeat_interleave(k, 0), g.repeat_interleave(k, 0)  # (N, 2)
         logs, snaps = [], []

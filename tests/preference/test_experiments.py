@@ -11,16 +11,15 @@ import pytest
 import torch
 
 from descentlab.cli.main import main
-from descentlab.preference.experiments import bandit, length
-from descentlab.preference.experiments.bandit import (Problem, exact_pair_objective,
-                                                      policy_metrics)
+from descentlab.preference.experiments import bandit, length, length_metrics
+from descentlab.preference.experiments.bandit import Problem, exact_pair_objective, policy_metrics
 from descentlab.preference.experiments.variants import aggregate, build_variants
 from descentlab.preference.losses import Logps, LossParams, preference_loss
 
 LN2 = math.log(2)
 
 
-def _problem(ref_probs, reward, pairs, P=1) -> Problem:
+def _problem(ref_probs, reward, pairs) -> Problem:
     """A hand-made bandit: ``ref_probs``/``reward`` ``(P, K)``, pairs ``(prompt, +, -)``."""
     ref = torch.tensor(ref_probs, dtype=torch.float64).log()
     r = torch.tensor(reward, dtype=torch.float64)
@@ -71,7 +70,7 @@ def test_pdpo_surrogate_is_unbiased_for_exact_gradient():
     torch.manual_seed(0)
     P, K = 2, 3
     pb = _problem(torch.softmax(torch.randn(P, K, dtype=torch.float64), -1).tolist(),
-                  torch.randn(P, K, dtype=torch.float64).tolist(), [(0, 0, 1), (1, 2, 1)], P=P)
+                  torch.randn(P, K, dtype=torch.float64).tolist(), [(0, 0, 1), (1, 2, 1)])
     params = LossParams(beta=0.7, gamma=0.3, baseline="none")
     theta = torch.randn(P, K, dtype=torch.float64, requires_grad=True)
 
@@ -145,7 +144,7 @@ def test_language_lengths_match_and_labels_follow_reward():
 
 def test_fit_slope_power_law():
     x = [1.0, 2.0, 4.0, 8.0, 16.0]
-    slope, corr = length._fit_slope(x, [3 * v ** 0.5 for v in x])
+    slope, corr = length_metrics._fit_slope(x, [3 * v ** 0.5 for v in x])
     assert slope == pytest.approx(0.5) and corr > 0.9
 
 
@@ -165,7 +164,7 @@ def test_gradnorm_diagnostic_matches_direct_per_example_gradients():
     lab = length.Lab(cfg, 1, torch.device("cpu"), tok, model, tr, tr, ref, ref, [], [], {})
     variants = build_variants(("dpo_bg_g0.5", "simpo", "ipo"), beta=0.2, gamma_ratios=(),
                               simpo_beta=2.0, simpo_margin=0.5)
-    diag = length.gradnorm_diagnostic(model, lab, variants)
+    diag = length_metrics.gradnorm_diagnostic(model, lab, variants)
     scorer = SequenceScorer(model)
     params = list(model.parameters())
     for name, v in variants.items():

@@ -5,7 +5,8 @@ the proper loss remove the length bias?
   prompt: π(y₊), π(y₋), mass on never-sampled responses, expected true reward, KL, entropy.
 * :mod:`.length` — a tiny causal LM on a synthetic language whose chosen and rejected
   responses share one length distribution: generated length, true reward, held-out
-  preference accuracy, log-probs over training, per-example gradient norm against length.
+  preference accuracy, log-probs over training, per-example gradient norm against length
+  (measurements in :mod:`.length_metrics`).
 * :mod:`.variants` — the loss settings compared (names like ``dpo_bg_g0.5``), built on
   :data:`descentlab.preference.losses.LOSSES`.
 * :mod:`.viz` — the figures.

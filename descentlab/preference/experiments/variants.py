@@ -20,6 +20,7 @@ from π and labelled by the true reward). Names:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from descentlab.core.errors import InputError
@@ -92,12 +93,17 @@ def build_variants(names: tuple[str, ...], *, beta: float, gamma_ratios: tuple[f
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std (0 for a single value) of ``values``; None values are skipped."""
+    """Mean and sample std (0 for a single value) of ``values``; None values are skipped, a
+    non-finite value makes both NaN."""
     vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return float("nan"), float("nan")          # a diverged run: JSON null, table "nan"
+    m = math.fsum(vals) / len(vals)
+    try:
+        sd = math.sqrt(math.fsum((v - m) ** 2 for v in vals) / (len(vals) - 1)) \
+            if len(vals) > 1 else 0.0
+    except OverflowError:
+        sd = float("inf")
     return m, sd
 
 

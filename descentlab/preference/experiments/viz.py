@@ -85,8 +85,9 @@ def plot_bandit(result: dict, out_dir: Path) -> list[Path]:
 
 
 def plot_length(result: dict, out_dir: Path) -> list[Path]:
-    """``length_curves.png`` (evaluation metrics over training) and ``length_gradnorm.png``
-    (per-example gradient norm against response length at π₀, every loss)."""
+    """``length_curves.png`` (evaluation metrics over training), ``length_gradnorm.png``
+    (per-example gradient norm against response length at π₀, every loss) and
+    ``length_per_seed.png`` (final length change, reward and KL of every seed)."""
     cfg = result["config"]
     title = (f"length lab: {cfg['n_train_pairs']} pairs, {cfg['steps']} steps, "
              f"{len(result['seeds'])} seed(s) (mean ± std)")
@@ -115,4 +116,30 @@ def plot_length(result: dict, out_dir: Path) -> list[Path]:
                      "response length (slope = fitted exponent)", fontsize=10)
         fig.tight_layout()
         out.append(save_figure(fig, out_dir / "length_gradnorm.png"))
+    out.append(plot_per_seed(result, ("mean_length_delta", "final_expected_reward", "kl"),
+                             out_dir / "length_per_seed.png"))
     return out
+
+
+def plot_per_seed(result: dict, fields: tuple[str, ...], path: Path) -> Path:
+    """One panel per final field: every seed's value (dots) and the mean (bar) per loss —
+    shows outlier seeds that a mean ± std hides."""
+    pyplot = plt()
+    names = list(result["losses"])
+    fig, axes = pyplot.subplots(1, len(fields), figsize=(4.6 * len(fields), 3.6), squeeze=False)
+    for ax, f in zip(axes.flat, fields):
+        for i, name in enumerate(names):
+            vals = [p[f] for p in result["losses"][name]["per_seed"] if p.get(f) is not None]
+            n = len(vals)
+            xs = [i + 0.25 * (k - (n - 1) / 2) / max(1, n - 1) for k in range(n)]
+            ax.scatter(xs, vals, s=14, color=_style(i)["color"], zorder=3)
+            if vals:
+                ax.hlines(sum(vals) / n, i - 0.3, i + 0.3, color="k", lw=1.2, zorder=4)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{f} (dots: seeds, bar: mean)", fontsize=9)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(fig, path)
