@@ -111,7 +111,7 @@ def run_navigate(args: argparse.Namespace) -> dict:
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
     from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.navigate import make_navigator, navigate
+    from descentlab.planning.navigate import make_navigator, navigate, step_limit
     from descentlab.planning.sensors import make_sensor
 
     _apply_preset(args)
@@ -123,9 +123,8 @@ def run_navigate(args: argparse.Namespace) -> dict:
     sensor = make_sensor(args.sensor, sensor_cfg)
     mapper = make_mapper(args.mapper, grid.shape, mapper_cfg)
     navigator = make_navigator(args.planner, nav, planner_cfg, str(device), args.seed)
-    max_steps = nav.max_steps or int(10 * optimal / nav.k) + 50
     record = bool(args.out)
-    with progress(total=max_steps, desc=f"navigate {grid.name}") as bar, _torch_threads(device):
+    with progress(total=step_limit(nav, optimal), desc=f"navigate {grid.name}") as bar, _torch_threads(device):
         res = navigate(grid.occ, start, goal, sensor, mapper, navigator, nav,
                        rng=np.random.default_rng(args.seed), optimal=optimal, record=record,
                        on_step=lambda step, pos: bar.update(1))
@@ -212,7 +211,10 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
                      "mapper_config": dataclasses.asdict(setup.mapper_config),
                      "nav": dataclasses.asdict(setup.nav)}
     rows = []
-    for name, res in per_map.items():
+    groups_out = dict(per_map)
+    if len(per_map) > 1:
+        groups_out["all"] = out
+    for name, res in groups_out.items():
         for planner, s in res["summary"].items():
             rows.append({"maps": name, "planner": planner, **{k: s[k] for k in (
                 "success_rate", "length_ratio_mean", "bumps_mean", "replans_mean",
@@ -259,6 +261,7 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     """The note preset with the gradient planner, and A* vs gradient on one random 64x64 map."""
     runs = {
         "note_preset_gradient": dict(preset="note", planner="gradient", map=None),
+        "random64_ray_gradient": dict(preset=None, planner="gradient", map="random"),
         "random64_ray_astar": dict(preset=None, planner="astar", map="random"),
     }
     parser = build_navigate_parser()

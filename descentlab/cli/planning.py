@@ -130,10 +130,11 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     mai = Path(__file__).resolve().parents[1] / "planning" / "data" / "arena2.map"
     from descentlab.planning.grid import load_scenarios, sample_scenarios
 
-    sc = sample_scenarios(load_scenarios(f"{mai}.scen"), 5)[2]  # a mid-length scenario
-    runs["arena2_gradient"] = dict(map=str(mai), planner="gradient", preset="default",
-                                   start=f"{sc.start[0]},{sc.start[1]}",
-                                   goal=f"{sc.goal[0]},{sc.goal[1]}")
+    sc = sample_scenarios(load_scenarios(f"{mai}.scen"), 5)[1]  # a short-to-mid scenario
+    for planner in ("gradient", "gradient-astar-init"):
+        runs[f"arena2_{planner}"] = dict(map=str(mai), planner=planner, preset=None,
+                                         start=f"{sc.start[0]},{sc.start[1]}",
+                                         goal=f"{sc.goal[0]},{sc.goal[1]}")
     for key, kw in runs.items():
         ns = argparse.Namespace(**{**common, **kw, "out": str(out_dir / key)})
         if kw["map"] == "note":

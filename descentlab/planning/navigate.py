@@ -171,9 +171,6 @@ class GradientNavigator:
         h, w = occ.shape
         lo = np.maximum(np.floor(pts.min(0)).astype(int) - margin, 0)  # (2,)
         hi = np.minimum(np.ceil(pts.max(0)).astype(int) + margin + 1, (h, w))
-        side = int((hi - lo).max())  # square boxes where the map allows (bigger is harmless)
-        lo = np.maximum(np.minimum(lo, np.array([h, w]) - side), 0)
-        hi = np.minimum(lo + side, (h, w))
         sub = occ[lo[0]:hi[0], lo[1]:hi[1]]  # (h', w') view, outside = walls for the planner
         start, end = (pos[0] - lo[0], pos[1] - lo[1]), (goal[0] - lo[0], goal[1] - lo[1])
         res = planner.plan(sub, start, end, init=None if warm is None else warm - lo,
@@ -335,6 +332,11 @@ class NavResult:
                 "map_accuracy_seen": self.map_accuracy_seen, "seen_cells": self.seen_cells}
 
 
+def step_limit(nav: NavConfig, optimal: float) -> int:
+    """``nav.max_steps``, or 10 × the optimal length / k + 50 when it is 0."""
+    return nav.max_steps or int(10 * optimal / nav.k) + 50
+
+
 def planning_map(mapper, unknown: float) -> np.ndarray:
     """The obstacle probabilities the planner sees. (H, W) float.
 
@@ -363,7 +365,7 @@ def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
     if optimal is None:
         found = astar(true_occ, start, goal)
         optimal = found.length if found is not None else math.nan
-    max_steps = nav.max_steps or int(10 * optimal / nav.k) + 50
+    max_steps = step_limit(nav, optimal)
     pos = start
     path = [pos]
     plan: Plan | None = None
