@@ -226,7 +226,8 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
 
 
 def _pool(per_map: dict, planners) -> dict:
-    """Summaries over every problem of every map group (runs re-aggregated)."""
+    """Summaries over every problem of every map group, from the per-run rows
+    (``time_per_step_ms_median`` here: the median of the runs' medians)."""
     import math
 
     import numpy as np

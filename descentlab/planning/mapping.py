@@ -11,8 +11,12 @@ windows one at a time.
 
   with ``m_c`` the observation's visibility weight (the soft map of the bot for the note's
   sensor, 1 on visible cells for the ray sensor). The estimate is ``sigmoid(m̂_o)``. L1 makes
-  each cell's target the median of ``m̃_o / m_c``; with plain SGD a cell moves in proportion
-  to its visibility, so cells the bot barely sees barely move.
+  each cell's target the median of ``m̃_o / m_c``; with plain SGD (the default; Adam would
+  normalise every cell's step and let the noise in barely-seen cells random-walk them into
+  phantom walls) a cell moves in proportion to its visibility, so cells the bot barely sees
+  barely move. The loss is divided by the observation's peak visibility ``max m_c`` (a
+  per-observation step size), so one learning rate suits the soft sensor (max m_c ≈ 0.08
+  at β = 4) and the ray sensor (1). Initial logit −2 (p = 0.12).
 * ``logodds`` — Bayesian occupancy in log-odds (Moravec & Elfes 1985; Thrun, Burgard & Fox,
   "Probabilistic Robotics", 2005, Table 9.1):
 

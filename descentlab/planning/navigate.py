@@ -52,7 +52,8 @@ class NavConfig:
                                  "estimate there, e.g. its prior)")
     max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)")
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
-    stall_limit: int = option(6, "give up ('stuck') after this many steps in a row without moving")
+    stall_limit: int = option(6, "give up after this many steps in a row without moving (or "
+                                 "without a plan)")
     max_starts: int = option(32, "gradient planner: most multi-starts when a stalled bot replans "
                                  "cold again (the count doubles per stalled replan)")
     crop_margin: int = option(16, "gradient planner: plan on the box around the bot, the goal "
@@ -299,7 +300,7 @@ class NavResult:
     """One navigation run. path (N, 2): the cells the bot occupied, start first."""
 
     success: bool
-    reason: str  # goal | step_limit | no_plan (none on the estimate) | stuck
+    reason: str  # goal | step_limit | stuck | no_plan (none on the estimate, stall_limit times)
     steps: int
     travelled: float  # octile length of the executed path
     optimal: float  # A* length on the true map
@@ -400,9 +401,13 @@ def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
                 cold += plan.cold
                 invalid += not plan.valid
         step_ms.append(1e3 * (time.perf_counter() - t0))
-        if plan is None:
-            reason = "no_plan"
-            break
+        if plan is None:  # no plan on this estimate: stay, observe again (noise may clear)
+            stalled += 1
+            force = True
+            if stalled >= nav.stall_limit:
+                reason = "no_plan"
+                break
+            continue
         if record:
             frames.append(Frame(pos, np.round(mapper.prob * 255).astype(np.uint8),
                                 mapper.seen.copy(), plan.cells, plan.waypoints))

@@ -138,6 +138,38 @@ def test_gradient_navigation_reaches_the_goal_on_a_small_map():
     assert res.replans >= 2 and res.length_ratio < 1.4
 
 
+def test_no_plan_on_a_noisy_estimate_waits_and_observes_again():
+    from descentlab.planning.sensors import Observation
+
+    class LyingOnce:
+        """A ray sensor whose first reading shows walls all round the bot."""
+
+        def __init__(self):
+            self.inner, self.calls = make_sensor("ray", RaySensorConfig(radius=3)), 0
+
+        def observe(self, occ, pos, rng):
+            obs = self.inner.observe(occ, pos, rng)
+            self.calls += 1
+            if self.calls > 1:
+                return obs
+            value = obs.weight.copy()
+            r, c = pos[0] - obs.origin[0], pos[1] - obs.origin[1]
+            value[r, c] = 0.0  # the bot's own cell reads free
+            return Observation(obs.origin, obs.weight, value, obs.seen)
+
+    occ = np.zeros((8, 8), dtype=bool)
+    nav = NavConfig(k=2)
+    res = navigate(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
+                   make_navigator("astar", nav), nav, rng=np.random.default_rng(0))
+    # step 1: boxed in on the estimate, no plan, stay; step 2: a true reading clears it
+    assert res.success and res.steps == 1 + 4 and res.path[0].tolist() == [0, 0]
+    assert res.travelled == pytest.approx(octile_distance((0, 0), (7, 7)))
+    nav1 = NavConfig(k=2, stall_limit=1)
+    res = navigate(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
+                   make_navigator("astar", nav1), nav1, rng=np.random.default_rng(0))
+    assert not res.success and res.reason == "no_plan" and res.steps == 1
+
+
 def test_random_problem_is_solvable_and_far():
     for seed in range(6):
         a, b = random_problem(seed), random_problem(seed)
