@@ -21,6 +21,7 @@ The model sees ``input_ids`` (prompt and response concatenated, padded on either
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from typing import NamedTuple
@@ -229,6 +230,24 @@ def split_lm_head(model: torch.nn.Module):
     return backbone, head
 
 
+def no_cudnn_attention() -> contextlib.AbstractContextManager:
+    """A context in which ``scaled_dot_product_attention`` may use the flash, memory-efficient
+    and math kernels but not cuDNN's.
+
+    Why: with torch 2.11 on an H200, no-grad forwards (a live reference model) picked the
+    cuDNN kernel, which builds a new execution plan for every new padded length: about
+    500 ms per new shape against 14 ms per forward (measured in ``benchmarks/prefopt_vs_trl.py``
+    --device cuda --config large; TRL's live reference did not pay it). Token-by-token
+    generation meets a new length at every step. The other kernels have no per-shape set-up.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no cuDNN attention either
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])
+
+
 class SequenceScorer(torch.nn.Module):
     """Wraps a causal LM; ``forward(input_ids, attention_mask, response_mask)`` ->
     :class:`SequenceLogps` ``(B,)``. Train / DDP-wrap this module: its parameters are the
@@ -245,6 +264,11 @@ class SequenceScorer(torch.nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 response_mask: Tensor) -> SequenceLogps:
+        with no_cudnn_attention():
+            return self._score(input_ids, attention_mask, response_mask)
+
+    def _score(self, input_ids: Tensor, attention_mask: Tensor,
+               response_mask: Tensor) -> SequenceLogps:
         parts = split_lm_head(self.model) if self.fused else None
         if parts is None:
             return sequence_logprobs(self.model, input_ids, attention_mask, response_mask)

@@ -116,23 +116,32 @@ class RaySensorConfig:
             raise InputError(f"must be in [0, 0.5), got {self.flip_prob}", where="--flip-prob")
 
 
-def ray_cells(a: int, b: int) -> tuple[list[tuple[int, int]], list[tuple[tuple[int, int], ...]]]:
-    """The cells the segment from (0, 0) to (a, b) (cell centres) passes through.
+def ray_cells(a: int, b: int, face: str | None = None
+              ) -> tuple[list[tuple[int, int]], list[tuple[tuple[int, int], ...]]]:
+    """The cells the segment from the centre of cell (0, 0) to cell (a, b) passes through.
+
+    The segment ends at the centre of (a, b), or with ``face="row"`` / ``"col"`` at the middle
+    of the face of (a, b) that looks back along rows / columns towards (0, 0) (the face
+    between rows a − sign(a) and a, or columns b − sign(b) and b).
 
     Returns ``(through, corners)``: ``through`` the cells strictly between the two ends whose
     interior the segment crosses, in order; ``corners`` the pairs of cells touched only at a
-    lattice corner the segment passes exactly through. Exact: boundary crossings are
-    compared as integers (row boundary k at t = (2k+1)/(2|a|), column m at (2m+1)/(2|b|)).
+    lattice corner the segment passes exactly through. Exact: in half-cell units the end is
+    (A, B) and boundary crossings are compared as integers (row boundary k at
+    t = (2k+1)/|A|, column boundary m at (2m+1)/|B|; a boundary at t = 1 is not crossed).
     """
-    si, sj = (1 if a > 0 else -1), (1 if b > 0 else -1)
-    na, nb = abs(a), abs(b)
+    A = 2 * a - (int(np.sign(a)) if face == "row" else 0)
+    B = 2 * b - (int(np.sign(b)) if face == "col" else 0)
+    si, sj = (1 if A > 0 else -1), (1 if B > 0 else -1)
+    na, nb = abs(A), abs(B)
+    rows, cols = na // 2, nb // 2  # boundaries crossed before the end
     i = j = 0
     k = m = 0  # crossings done along rows / columns
     through: list[tuple[int, int]] = []
     corners: list[tuple[tuple[int, int], ...]] = []
-    while k < na or m < nb:
-        tk = (2 * k + 1) * nb if k < na else None  # row crossing, scaled by 2|a||b|
-        tm = (2 * m + 1) * na if m < nb else None
+    while k < rows or m < cols:
+        tk = (2 * k + 1) * nb if k < rows else None  # row crossing time, scaled by |A||B|
+        tm = (2 * m + 1) * na if m < cols else None
         if tk is not None and tm is not None and tk == tm:  # exactly through a corner
             corners.append(((i + si, j), (i, j + sj)))
             i, j, k, m = i + si, j + sj, k + 1, m + 1
@@ -145,45 +154,55 @@ def ray_cells(a: int, b: int) -> tuple[list[tuple[int, int]], list[tuple[tuple[i
     return through, corners
 
 
+RAY_TARGETS = (None, "row", "col")  # the centre, then the two faces turned to the bot
+
+
 @functools.lru_cache(maxsize=16)
 def ray_table(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Offsets within ``radius`` and their ray walks, as flat indices into the window.
 
     The window is (2r+1)² with r = ⌊radius⌋, flattened, plus one always-free sentinel at
-    index (2r+1)². Returns ``offsets`` (N, 2), ``through`` (N, Lmax), ``corner_a`` and
-    ``corner_b`` (N, Cmax), padded with the sentinel.
+    index (2r+1)². Returns ``offsets`` (N, 2) and, per ray target of :data:`RAY_TARGETS`
+    (T = 3: the cell's centre, its row face, its column face; an offset in the bot's own row
+    or column repeats its centre ray), ``through`` (T, N, Lmax), ``corner_a`` and ``corner_b``
+    (T, N, Cmax), padded with the sentinel.
     """
     r = int(np.floor(radius))
     side = 2 * r + 1
     sentinel = side * side
-    offsets, walks, corners = [], [], []
-    for a in range(-r, r + 1):
-        for b in range(-r, r + 1):
-            if (a, b) == (0, 0) or a * a + b * b > radius * radius:
-                continue
-            through, pairs = ray_cells(a, b)
-            offsets.append((a, b))
+    offsets = [(a, b) for a in range(-r, r + 1) for b in range(-r, r + 1)
+               if (a, b) != (0, 0) and a * a + b * b <= radius * radius]
+    walks, corners = [], []
+    for face in RAY_TARGETS:
+        for a, b in offsets:
+            aligned = (face == "row" and a == 0) or (face == "col" and b == 0)
+            through, pairs = ray_cells(a, b, None if aligned else face)
             walks.append([(i + r) * side + (j + r) for i, j in through])
             corners.append([((p[0] + r) * side + p[1] + r, (q[0] + r) * side + q[1] + r)
                             for p, q in pairs])
-    n = len(offsets)
+    n, t = len(offsets), len(RAY_TARGETS)
     lmax = max([len(w) for w in walks] + [1])
     cmax = max([len(c) for c in corners] + [1])
-    through = np.full((n, lmax), sentinel, dtype=np.int64)
-    ca = np.full((n, cmax), sentinel, dtype=np.int64)
-    cb = np.full((n, cmax), sentinel, dtype=np.int64)
-    for t in range(n):
-        through[t, :len(walks[t])] = walks[t]
-        for q, (x, y) in enumerate(corners[t]):
-            ca[t, q], cb[t, q] = x, y
-    return np.asarray(offsets, dtype=np.int64).reshape(-1, 2), through, ca, cb
+    through = np.full((t * n, lmax), sentinel, dtype=np.int64)
+    ca = np.full((t * n, cmax), sentinel, dtype=np.int64)
+    cb = np.full((t * n, cmax), sentinel, dtype=np.int64)
+    for q in range(t * n):
+        through[q, :len(walks[q])] = walks[q]
+        for c, (x, y) in enumerate(corners[q]):
+            ca[q, c], cb[q, c] = x, y
+    shape = (t, n, -1)
+    return (np.asarray(offsets, dtype=np.int64).reshape(-1, 2), through.reshape(shape),
+            ca.reshape(shape), cb.reshape(shape))
 
 
 def visible_cells(occ: np.ndarray, pos: tuple[int, int], radius: float) -> np.ndarray:
     """Cells visible from ``pos`` within ``radius``. occ (H, W) bool -> (H, W) bool.
 
-    The bot's own cell is visible; an obstacle cell is visible (its face is seen) when the
-    line to it is clear.
+    The bot's own cell is visible. A free cell is visible when the line to its centre is
+    clear (so visibility between free cells is symmetric); an obstacle cell when the line to
+    its centre or to the middle of a face it turns to the bot is clear — its surface is
+    seen. Without the faces, a straight wall seen from the next row would show only the
+    three cells nearest the bot: the lines to the others' centres cross the wall itself.
     """
     r = int(np.floor(radius))
     side = 2 * r + 1
@@ -193,9 +212,11 @@ def visible_cells(occ: np.ndarray, pos: tuple[int, int], radius: float) -> np.nd
     win = padded[pr:pr + side, pc:pc + side].ravel()  # (side²,) centred on pos
     win = np.append(win, False)  # sentinel
     offsets, through, ca, cb = ray_table(float(radius))
-    clear = ~win[through].any(axis=1) & ~(win[ca] & win[cb]).any(axis=1)  # (N,)
+    clear = ~win[through].any(axis=2) & ~(win[ca] & win[cb]).any(axis=2)  # (T, N)
+    target_occ = win[(offsets[:, 0] + r) * side + offsets[:, 1] + r]  # (N,)
+    seen = clear[0] | (target_occ & clear[1:].any(axis=0))  # (N,)
     vis = np.zeros((h, w), dtype=bool)
-    rr, cc = offsets[clear, 0] + pr, offsets[clear, 1] + pc
+    rr, cc = offsets[seen, 0] + pr, offsets[seen, 1] + pc
     on = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
     vis[rr[on], cc[on]] = True
     vis[pr, pc] = True

@@ -25,7 +25,7 @@ import torch
 from descentlab.core.config import option
 from descentlab.core.errors import InputError
 from descentlab.core.training import BatchContext, EpochSampler, TrainConfig, train
-from descentlab.lm.logprobs import SequenceScorer
+from descentlab.lm.logprobs import SequenceScorer, no_cudnn_attention
 from descentlab.preference.data import TokenizedPairs, collate_pairs, tokenize_prompt
 from descentlab.preference.losses import LossParams, needs_reference
 from descentlab.preference.offline import PrefConfig, apply_lora, make_loss_fn, reference_scorer
@@ -93,7 +93,7 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
     was_training = model.training
     model.eval()
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), no_cudnn_attention():
         torch.manual_seed(seed)
         out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
                              do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,

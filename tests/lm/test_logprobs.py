@@ -99,3 +99,19 @@ def test_logits_to_keep_route_equals_full_logits():
     a = sequence_logprobs(model, *batch, use_logits_to_keep=True).sum
     b = sequence_logprobs(model, *batch, use_logits_to_keep=False).sum
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_scorer_keeps_cudnn_attention_off_during_its_forward_only(fused):
+    """cuDNN attention builds a plan per new padded length (~0.5 s each on an H200): the
+    scorer's forwards must run with it disabled, and leave the global setting as it was."""
+    model, _ = build_tiny(["a b c d e f g h"], TinyLMConfig(n_embd=32))
+    seen = []
+    hook = model.transformer.h[0].register_forward_hook(
+        lambda *_: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    SequenceScorer(model, fused)(*_batch([[5, 6], [7]], [[8], [9, 4]], "left"))
+    hook.remove()
+    assert seen == [False]
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()

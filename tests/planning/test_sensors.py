@@ -27,6 +27,20 @@ def test_ray_cells_exact_walks():
     assert ray_cells(2, 2) == ([(1, 1)], [((1, 0), (0, 1)), ((2, 1), (1, 2))])
     assert ray_cells(0, -3) == ([(0, -1), (0, -2)], [])
     assert ray_cells(1, 0) == ([], [])
+    # to the middle of the face of (1, -3) turned to the bot, (0.5, -3): along row 0 only
+    assert ray_cells(1, -3, "row") == ([(0, -1), (0, -2), (0, -3)], [])
+    # to the face of (2, 2) between columns 1 and 2, at (2, 1.5): row 0.5 is crossed at
+    # column 0.375, column 0.5 at row 0.67, row 1.5 at column 1.125; column 1.5 is the end
+    assert ray_cells(2, 2, "col") == ([(1, 0), (1, 1), (2, 1)], [])
+
+
+def test_a_straight_wall_is_seen_along_its_length():
+    occ = np.zeros((12, 21), dtype=bool)
+    occ[5, :] = True  # a one-cell wall, the bot one row above it
+    vis = visible_cells(occ, (4, 10), radius=6.0)
+    # every wall cell within the radius shows its top face (1 + 5² ≤ 36: columns 5..15)
+    assert np.array_equal(np.flatnonzero(vis[5]), np.arange(5, 16))
+    assert not vis[6:].any()  # nothing behind it
 
 
 def test_wall_hides_the_cells_behind_it():
