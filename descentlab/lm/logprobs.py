@@ -236,9 +236,10 @@ def no_cudnn_attention() -> contextlib.AbstractContextManager:
 
     Why: with torch 2.11 on an H200, no-grad forwards (a live reference model) picked the
     cuDNN kernel, which builds a new execution plan for every new padded length: about
-    500 ms per new shape against 14 ms per forward (measured in ``benchmarks/prefopt_vs_trl.py``
-    --device cuda --config large; TRL's live reference did not pay it). Token-by-token
-    generation meets a new length at every step. The other kernels have no per-shape set-up.
+    500 ms per new shape against 14 ms per forward (each reference call timed inside the
+    trainer, ``benchmarks/prefopt_vs_trl.py``'s large config; the training forward, with
+    gradients, did not pay it). Token-by-token generation meets a new length at every step.
+    The other kernels have no per-shape set-up.
     """
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
