@@ -49,7 +49,7 @@ def _mapper_config(args):
 
 
 def _nav_config(args):
-    from descentlab.planning.navigate import NavConfig
+    from descentlab.planning.navigation import NavConfig
 
     preset = getattr(args, "preset", None)
     base = NavConfig(**NAV_PRESETS[preset]["nav"]) if preset else None
@@ -57,7 +57,7 @@ def _nav_config(args):
 
 
 def _planner_config(args):
-    from descentlab.planning.navigate import default_planner_config
+    from descentlab.planning.navigation import default_planner_config
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
     name = args.planner_preset
@@ -81,7 +81,7 @@ def _problem(args):
     """(GridMap, start, goal, optimal length) from --map/--start/--goal; InputError if bad."""
     from descentlab.planning.grid import NOTE_GOAL, NOTE_START, load_map, parse_cell
     from descentlab.planning.nav_bench import random_problem
-    from descentlab.planning.navigate import validate_problem
+    from descentlab.planning.navigation import validate_problem
 
     if args.map == "random":
         if args.size < 4:
@@ -111,7 +111,7 @@ def run_navigate(args: argparse.Namespace) -> dict:
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
     from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.navigate import make_navigator, navigate, step_limit
+    from descentlab.planning.navigation import make_navigator, navigate, step_limit
     from descentlab.planning.sensors import make_sensor
 
     _apply_preset(args)
@@ -286,7 +286,7 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
 
 def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
     from descentlab.planning.mapping import MAPPERS, LogOddsConfig, NoteMapperConfig
-    from descentlab.planning.navigate import NavConfig
+    from descentlab.planning.navigation import NavConfig
     from descentlab.planning.planner import PRESETS, PlannerConfig
     from descentlab.planning.sensors import SENSORS, RaySensorConfig, SoftSensorConfig
 
@@ -310,7 +310,7 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
 def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``navigate`` flags (also used by the demo part)."""
     from descentlab.cli.main import add_common_args
-    from descentlab.planning.navigate import NAVIGATORS
+    from descentlab.planning.navigation import NAVIGATORS
 
     p = parser or argparse.ArgumentParser(prog="descentlab navigate")
     p.add_argument("--preset", choices=list(NAV_PRESETS), default=None,
@@ -338,7 +338,7 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
 
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
-    from descentlab.planning.navigate import NAVIGATORS
+    from descentlab.planning.navigation import NAVIGATORS
 
     p = sub.add_parser("navigate", help="navigate a map seen only near the bot (SPEC B)",
                        description="Observe, update the map estimate, replan, move; repeat "

@@ -80,14 +80,19 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
                      "optimal_length": sc.optimal_length, "valid": res.valid,
                      "length": res.length if res.valid else None,
                      "length_ratio": res.length / sc.optimal_length if res.valid else None,
-                     "time_s": res.seconds, "astar_time_s": at, "reason": res.reason})
+                     "time_s": res.seconds, "astar_time_s": at, "fallback": res.fallback,
+                     "reason": res.reason})
     ratios = [r["length_ratio"] for r in rows if r["valid"]]
+    stages = sorted({k for r in results for k in r.timings})
     return {
         "planner": planner, "map": grid.name, "device": str(device), "n": len(rows),
         "success_rate": float(np.mean([r["valid"] for r in rows])) if rows else 0.0,
         "length_ratio_median": float(np.median(ratios)) if ratios else None,
         "length_ratio_max": float(np.max(ratios)) if ratios else None,
         "time_per_plan_s_median": float(np.median([r["time_s"] for r in rows])),
+        "fallbacks": int(sum(r.fallback for r in results)),
+        "stage_seconds_per_plan": {k: float(np.median([r.timings.get(k, 0.0) for r in results]))
+                                   for k in stages},
         "astar_time_per_plan_s_median": float(np.median(astar_times)),
         "batch": batch,
         "per_bucket": rows,

@@ -109,7 +109,7 @@ class BenchSetup:
 def run_one(problem: Problem, planner: str, setup: BenchSetup, index: int):
     """One navigation run; the sensor noise is seeded by problem, the same for every planner."""
     from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.navigate import make_navigator, navigate
+    from descentlab.planning.navigation import make_navigator, navigate
     from descentlab.planning.sensors import make_sensor
 
     sensor = make_sensor(setup.sensor, setup.sensor_config)

@@ -5,14 +5,18 @@ Presets (``PRESETS``):
 * ``note`` — the note's own setup: T waypoints drawn U(0, x_max) × U(0, y_max), the four
   loss terms (goal, expected obstacle score with the dense soft maps, smoothness, start
   anchor) at a fixed β, Adam, waypoints rounded to cells at the end.
-* ``default`` — what makes it work on real maps with no per-map tuning: endpoints pinned,
-  a straight line plus bowed arcs as multi-starts, coarse-to-fine (a coarse stage with wide
+* ``default`` — the complete planner, no search anywhere: the route of steepest ascent on
+  the global potential (potential.py: one convex quadratic solve per goal, no local minima)
+  fixes the homotopy class; the note's loss then refines it at its own length (smoothness
+  pulls it taut and any-angle, the signed-distance hinge keeps clearance, the spacing bound
+  keeps it checkable). The result is checked cell by cell and the route itself is returned
+  (``fallback``) if refinement ever broke validity.
+* ``line`` — local descent alone (``init=line``), the research baseline: endpoints pinned, a
+  straight line plus bowed arcs as multi-starts, coarse-to-fine (a coarse stage with wide
   soft maps, then arc-length resampling to dense waypoints), continuation (β annealed wide →
-  narrow while the collision weights rise), a signed-distance clearance hinge (CHOMP-style)
-  beside the expected obstacle score, and a spacing bound. No search anywhere.
-* ``astar`` — seeded refinement: the A* path as the only start, then the fine stage
-  (smoothness shortens it any-angle, the hinge keeps clearance). The result is checked and
-  the A* path itself is returned if refinement ever broke validity.
+  narrow while the collision weights rise), the clearance hinge beside the expected obstacle
+  score, the spacing bound, and kick-and-reoptimise repairs. It cannot change homotopy class.
+* ``astar`` — the same refinement seeded with the A* path instead of the potential's route.
 
 Result per problem: continuous waypoints, the 8-connected cell path derived from them
 (discretize.py) and whether that cell path is valid (collision-free, start to goal).
@@ -20,6 +24,7 @@ Result per problem: continuous waypoints, the 8-connected cell path derived from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -30,14 +35,17 @@ import torch
 
 from descentlab.core.config import option
 from descentlab.planning import objective as obj
+from descentlab.planning.cache import per_map
 from descentlab.planning.discretize import (
     cell_path_from_waypoints,
+    cell_path_length,
     invalid_reason,
     supercover_cells,
 )
 from descentlab.planning.distance_field import DistanceField
+from descentlab.planning.potential import POTENTIALS, SOLVERS, graph_for
 from descentlab.planning.soft_map import PaddedMap, obstacle_score, window_radius
-from descentlab.planning.trajectories import INITS, path_length, resample
+from descentlab.planning.trajectories import INITS, SEEDED, path_length, resample, routes_tensor
 
 MAX_WAYPOINTS = 12000
 
@@ -46,7 +54,15 @@ MAX_WAYPOINTS = 12000
 class PlannerConfig:
     """Gradient planner settings. Distances are in cells; β is a squared width (cells²)."""
 
-    init: str = option("line", "initial trajectories", choices=tuple(INITS))
+    init: str = option("potential", "initial trajectories: the potential's route (complete), "
+                       "line (+ bowed arcs; local descent only), random (the note), astar",
+                       choices=tuple(INITS))
+    potential: str = option("screened", "global potential of the route: screened Poisson "
+                            "(shortest-way bias) or harmonic (Laplace)", choices=POTENTIALS)
+    screening: float = option(4.0, "t of the screened potential, cells² (√t = its decay "
+                              "length; raised ×4 per problem where z would underflow)")
+    solver: str = option("auto", "potential solver: direct sparse LU (CPU), batched CG "
+                         "(torch), auto = direct on CPU, cg on CUDA", choices=SOLVERS)
     n_starts: int = option(8, "trajectories optimised per problem (multi-start)")
     n_waypoints: int = option(0, "fixed number of waypoints (0 = from path length / spacing)")
     spacing: float = option(0.5, "waypoint spacing of the fine stage")
@@ -61,6 +77,8 @@ class PlannerConfig:
     w_clearance: float = option(5.0, "weight of the signed-distance hinge Σ relu(margin - d)² (0 = off)")
     growth: float = option(10.0, "factor by which collision weights rise over a stage (continuation)")
     margin: float = option(0.3, "clearance wanted from obstacle squares")
+    segment_samples: int = option(3, "points inside each segment where clearance is read "
+                                  "(their gap should stay below the margin)")
     w_spacing: float = option(1.0, "weight of the spacing bound Σ relu(step - 1.5·spacing)²")
     w_goal: float = option(0.0, "weight of the goal term (0 = last waypoint pinned to the goal)")
     w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)")
@@ -73,7 +91,7 @@ class PlannerConfig:
     def __post_init__(self):
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {sorted(INITS)}")
-        for name in ("spacing", "lr", "beta_start", "beta_end", "upsample"):
+        for name in ("spacing", "lr", "beta_start", "beta_end", "upsample", "screening"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.n_starts < 1:
@@ -84,16 +102,20 @@ class PlannerConfig:
         return self.w_goal == 0 and self.w_start == 0
 
 
+_REFINE = dict(n_starts=1, coarse_spacing=0, spacing=1.0, fine_iters=300, lr=0.05,
+               margin=0.05, segment_samples=7, beta_start=0.5, w_collision=0.0)
 PRESETS: dict[str, PlannerConfig] = {
-    "default": PlannerConfig(),
+    "default": PlannerConfig(**_REFINE),
+    "line": PlannerConfig(init="line"),
     "note": PlannerConfig(
         init="random", n_starts=1, n_waypoints=40, coarse_spacing=0, fine_iters=800, lr=0.1,
         beta_start=2.0, beta_end=2.0, w_smooth=1.0, w_collision=100.0, w_clearance=0.0,
         growth=1.0, w_spacing=0.0, w_goal=100.0, w_start=100.0, repair_rounds=0, dense=True,
         round_output=True),
-    "astar": PlannerConfig(init="astar", n_starts=1, coarse_spacing=0, fine_iters=300, lr=0.05,
-                           margin=0.15, beta_start=0.5, w_collision=0.0),
+    "astar": PlannerConfig(init="astar", **_REFINE),
 }
+# The preset an ``init`` implies when only the init is named (``plan(..., init="line")``).
+INIT_PRESETS = {"potential": "default", "line": "line", "random": "note", "astar": "astar"}
 
 
 @dataclass
@@ -109,11 +131,15 @@ class PlanResult:
     history: list[np.ndarray] = field(default_factory=list)  # snapshots (T, 2) of the chosen start
     seconds: float = 0.0
     starts_valid: int = 0  # how many of the multi-starts ended valid
+    fallback: bool = False  # refinement broke validity: the seed route itself is returned
+    route: np.ndarray | None = None  # (L, 2) the seed route (seeded inits), else None
+    timings: dict[str, float] = field(default_factory=dict)  # s per stage, batch share
 
     def summary(self) -> dict:
         return {"valid": self.valid, "length": self.length, "n_cells": int(len(self.cells)),
                 "n_waypoints": int(len(self.waypoints)), "seconds": self.seconds,
-                "starts_valid": self.starts_valid, "reason": self.reason}
+                "starts_valid": self.starts_valid, "fallback": self.fallback,
+                "reason": self.reason}
 
 
 class _Problem:
@@ -123,11 +149,23 @@ class _Problem:
         self.occ_f = np.clip(np.asarray(occ, dtype=np.float32), 0.0, 1.0)  # (H, W) in [0, 1]
         self.occ_b = self.occ_f >= 0.5
         self.device = device
-        betas = [cfg.beta_start, cfg.beta_end]
-        self.pm = PaddedMap(self.occ_f, window_radius(max(betas)), device=device, backend="auto")
+        radius = window_radius(max(cfg.beta_start, cfg.beta_end))
+        self.pm = per_map(("padded-map", radius, str(device)), self.occ_f, lambda: PaddedMap(
+            self.occ_f, radius, device=device, backend="auto"))
         self.occ_t = torch.from_numpy(self.occ_f).to(device)
-        self.field = (DistanceField(self.occ_b, cfg.upsample, device=device)
+        self.field = (per_map(("distance-field", cfg.upsample, str(device)), self.occ_b,
+                              lambda: DistanceField(self.occ_b, cfg.upsample, device=device))
                       if cfg.w_clearance > 0 else None)
+        self.routes: np.ndarray | None = None  # (B, L, 2) seed routes of seeded inits
+        self.timings: dict[str, float] = {}  # seconds per stage, whole batch
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
 class GradientPlanner:
@@ -155,11 +193,27 @@ class GradientPlanner:
         """Many problems on one map, all starts of all problems in one tensor.
 
         Problems of different lengths share the tensor: trajectory n uses its first
-        ``counts[n]`` waypoints; the rest are pinned copies of its goal.
+        ``counts[n]`` waypoints; the rest are pinned copies of its goal. With a seeded init,
+        a problem whose goal is unreachable (another component of the free space, or an
+        endpoint on an obstacle) gets an invalid result with reason "unreachable".
         """
+        if self.cfg.init in SEEDED and inits is None:
+            graph = graph_for(np.asarray(occ) >= 0.5)
+            ok = [graph.connected(graph.node(a), graph.node(b)) for a, b in zip(
+                np.asarray(starts).round().astype(int), np.asarray(goals).round().astype(int))]
+            if not all(ok):
+                idx = [i for i, good in enumerate(ok) if good]
+                out = [_unreachable(a) for a in starts]
+                if idx:
+                    done = self.plan_batch(occ, [starts[i] for i in idx], [goals[i] for i in idx],
+                                           iters=iters)
+                    for i, res in zip(idx, done):
+                        out[i] = res
+                return out
         t0 = time.perf_counter()
         cfg = self.cfg
         prob = _Problem(occ, cfg, self.device)
+        prob.timings["setup"] = time.perf_counter() - t0
         s = torch.as_tensor(np.asarray(starts, dtype=np.float32), device=self.device)  # (B, 2)
         g = torch.as_tensor(np.asarray(goals, dtype=np.float32), device=self.device)  # (B, 2)
         gen = torch.Generator().manual_seed(self.seed)
@@ -190,9 +244,11 @@ class GradientPlanner:
                 if res.valid:
                     results[b] = res
             todo = [b for b in todo if not results[b].valid]
-        elapsed = (time.perf_counter() - t0) / max(1, len(results))
+        per = 1.0 / max(1, len(results))
+        timings = {k: v * per for k, v in prob.timings.items()}
         for res in results:
-            res.seconds = elapsed
+            res.seconds = (time.perf_counter() - t0) * per
+            res.timings = dict(timings)
         return results
 
     # ------------------------------------------------------------------ stages
@@ -203,22 +259,31 @@ class GradientPlanner:
         """
         cfg = self.cfg
         b = s.shape[0]
-        coarse = cfg.coarse_spacing > 0 and inits is None and cfg.init != "astar"
+        seeded = cfg.init in SEEDED and inits is None
+        coarse = cfg.coarse_spacing > 0 and inits is None and cfg.init not in SEEDED
         spacing0 = cfg.coarse_spacing if coarse else cfg.spacing
         if cfg.n_waypoints:
             counts = torch.full((b,), cfg.n_waypoints, device=self.device)
         else:
             counts = _counts((g - s).norm(dim=1) * 1.1, spacing0)  # (B,)
         t0 = int(counts.max())
-        wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_b, gen)  # (B, K, T, 2)
+        with prob.timed("init"):
+            if inits is not None and cfg.init in SEEDED:  # a warm start alone (replans)
+                wp = routes_tensor(inits, torch.float32, self.device)  # (B, 1, T, 2)
+            else:
+                wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_b, gen, cfg)  # (B, K, T, 2)
         k = wp.shape[1]
-        if inits is not None:  # a warm start replaces the first start of each problem
+        if seeded:  # complete routes: kept for the fallback, refined at their own length
+            prob.routes = wp[:, 0].cpu().numpy().round().astype(np.int64)  # (B, L, 2)
+        if cfg.init in SEEDED:
+            t0 = wp.shape[2]
+        if inits is not None and cfg.init not in SEEDED:  # a warm start replaces start 0
             wp = wp.clone()
             wp[:, 0] = torch.stack([resample(torch.as_tensor(w, device=self.device)[None], t0)[0]
                                     for w in inits])  # (B, T, 2)
         flat = wp.reshape(b * k, t0, 2)  # (N, T, 2)
         counts = counts.repeat_interleave(k)  # (N,)
-        if not coarse and not cfg.n_waypoints:  # a given path (A*, warm start): its own length
+        if not coarse and not cfg.n_waypoints:  # a given path (route, warm start): its own length
             counts = _counts(path_length(flat), cfg.spacing)
             t0 = int(counts.max())
         if bool((counts != t0).any()) or flat.shape[1] != t0:
@@ -264,38 +329,53 @@ class GradientPlanner:
             free = ((steps > 0) & ~tail)[..., None]  # (N, T, 1)
         else:
             free = torch.ones(n, t, 1, dtype=torch.bool, device=wp.device)
-        params = fixed.clone().requires_grad_(True)
         if iters <= 0:
             return fixed, torch.zeros(0, n), []
-        opt = torch.optim.Adam([params], lr=cfg.lr)
-        losses, snaps = [], []
+        with prob.timed("descent"):
+            return self._adam_loop(prob, fixed, free, s, g, iters, betas, growth, spacing)
+
+    def _adam_loop(self, prob, fixed, free, s, g, iters, betas, growth, spacing):
+        cfg = self.cfg
+        wp, n = fixed, fixed.shape[0]
+        params = fixed.clone()  # (N, T, 2); the pinned points never move (gradient masked)
+        adam = _Adam(params, cfg.lr)
+        losses = torch.empty(iters, n, dtype=wp.dtype, device=wp.device)
+        snaps = []
         inv_h2 = 1.0 / (spacing * spacing)
-        for it in range(iters):
-            frac = it / max(1, iters - 1)
-            beta = betas[0] * (betas[1] / betas[0]) ** frac
-            wc = growth ** frac
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-            full = torch.where(free, params, fixed)  # (N, T, 2)
-            loss = cfg.w_smooth * inv_h2 * obj.smoothness_term(full)  # (N,)
-            if cfg.w_collision > 0:
-                col = (obj.collision_term_dense(full, prob.occ_t, beta) if cfg.dense
-                       else obj.collision_term(full, prob.pm, beta))
-                loss = loss + cfg.w_collision * wc * col
-            if prob.field is not None:
-                loss = loss + cfg.w_clearance * wc * obj.clearance_term(full, prob.field, cfg.margin)
-            if cfg.w_spacing > 0:
-                loss = loss + cfg.w_spacing * wc * obj.spacing_term(full, 1.5 * spacing)
-            if not cfg.pinned:
-                loss = loss + cfg.w_goal * obj.goal_term(full, g) + cfg.w_start * obj.start_term(full, s)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            losses.append(loss.detach())
-            if cfg.record_every and it % cfg.record_every == 0:
-                snaps.append(full.detach().clone())
-        final = torch.where(free, params, fixed).detach()
-        return final, torch.stack(losses), snaps
+        mask = free.to(wp.dtype)  # (N, T, 1)
+        with torch.no_grad():
+            for it in range(iters):
+                frac = it / max(1, iters - 1)
+                beta = betas[0] * (betas[1] / betas[0]) ** frac
+                wc = growth ** frac
+                loss, grad = self._loss_and_grad(prob, params, s, g, beta, wc, inv_h2, spacing)
+                losses[it] = loss
+                adam.step(grad.mul_(mask), cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))))
+                if cfg.record_every and it % cfg.record_every == 0:
+                    snaps.append(params.clone())
+        return params, losses, snaps
+
+    def _loss_and_grad(self, prob: _Problem, wp: torch.Tensor, s, g, beta: float, wc: float,
+                       inv_h2: float, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted loss (N,) and its gradient (N, T, 2), every term in closed form."""
+        cfg = self.cfg
+        terms = [(cfg.w_smooth * inv_h2, obj.smoothness_term(wp))]
+        if cfg.w_collision > 0:
+            col = (obj.collision_term_dense(wp, prob.occ_t, beta) if cfg.dense
+                   else obj.collision_term(wp, prob.pm, beta))
+            terms.append((cfg.w_collision * wc, col))
+        if prob.field is not None:
+            terms.append((cfg.w_clearance * wc, obj.clearance_term(wp, prob.field, cfg.margin,
+                                                                     cfg.segment_samples)))
+        if cfg.w_spacing > 0:
+            terms.append((cfg.w_spacing * wc, obj.spacing_term(wp, 1.5 * spacing)))
+        if not cfg.pinned:
+            terms += [(cfg.w_goal, obj.goal_term(wp, g)), (cfg.w_start, obj.start_term(wp, s))]
+        loss = sum(w * v for w, (v, _) in terms)
+        grad = terms[0][1][1].mul_(terms[0][0])
+        for w, (_, gr) in terms[1:]:
+            grad.add_(gr, alpha=w)
+        return loss, grad
 
     # ------------------------------------------------------------------ evaluation
     def _select(self, prob, wp, counts, s, g, loss_hist, snaps) -> list[PlanResult]:
@@ -303,6 +383,10 @@ class GradientPlanner:
 
         wp (B, K, T, 2), counts (B, K).
         """
+        with prob.timed("check"):
+            return self._select_timed(prob, wp, counts, s, g, loss_hist, snaps)
+
+    def _select_timed(self, prob, wp, counts, s, g, loss_hist, snaps) -> list[PlanResult]:
         cfg = self.cfg
         b, k = wp.shape[0], wp.shape[1]
         wp_np = wp.detach().cpu().numpy().astype(np.float64)  # (B, K, T, 2)
@@ -331,23 +415,27 @@ class GradientPlanner:
                 loss=loss_hist[:, n].cpu().tolist() if loss_hist.numel() else [],
                 history=[x[n, : cnt[i, j]].cpu().numpy() for x in snaps],
                 starts_valid=n_valid))
-        if cfg.init == "astar":
-            self._fallback_to_astar(prob, out, s_np, g_np)
+        if prob.routes is not None:
+            self._fallback_to_route(prob, out)
         return out
 
     @staticmethod
-    def _fallback_to_astar(prob, results, s_np, g_np) -> None:
-        """Seeded mode: if refinement broke a path, return the A* path itself."""
-        from descentlab.planning.search import astar
-
+    def _fallback_to_route(prob, results) -> None:
+        """Seeded mode: if refinement broke a path, return the seed route itself."""
         for i, res in enumerate(results):
+            route = remove_padding(prob.routes[i])
+            res.route = route
             if res.valid:
                 continue
-            found = astar(prob.occ_b, tuple(s_np[i]), tuple(g_np[i]))
-            if found is not None:
-                results[i] = dataclasses.replace(
-                    res, waypoints=found.cells.astype(np.float64), cells=found.cells,
-                    valid=True, length=float(found.length), reason=None)
+            results[i] = dataclasses.replace(
+                res, waypoints=route.astype(np.float64), cells=route, valid=True,
+                length=cell_path_length(route), reason=None, fallback=True)
+
+
+def _unreachable(start) -> PlanResult:
+    cell = np.asarray(start, dtype=np.float64).reshape(1, 2)
+    return PlanResult(cell, cell.round().astype(np.int64), False, float("nan"),
+                      reason="unreachable")
 
 
 def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: float,
@@ -389,6 +477,32 @@ def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: fl
         delta = amplitude * np.clip(bump, -1, 1)[:, None] * normal  # (m, 2)
         out[n, :m] += torch.as_tensor(delta, dtype=wp.dtype, device=wp.device)
     return out
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015) on one tensor, in place: no per-step allocation beyond the
+    gradient, no host sync, and no import of torch's optimiser machinery (≈ 2 s on first use)."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps = param, lr, betas[0], betas[1], eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    def step(self, grad: torch.Tensor, lr: float) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        denom = self.v.sqrt().div_(math.sqrt(c2)).add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-lr / c1)
+
+
+def remove_padding(cells: np.ndarray) -> np.ndarray:
+    """Drop the copies of the last cell that pad a route. (L, 2) -> (L', 2)."""
+    same = np.all(cells == cells[-1], axis=1)[::-1]  # from the end
+    trailing = len(cells) if same.all() else int(np.argmin(same))
+    return cells[: max(1, len(cells) - trailing + 1)]
 
 
 def _pad_to(wp: torch.Tensor, t: int) -> torch.Tensor:

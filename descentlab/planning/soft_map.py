@@ -104,8 +104,8 @@ def _score_and_grad(points: torch.Tensor, grid: torch.Tensor, beta: float, radiu
     if batch_index is not None:
         flat = flat + (batch_index * (hp * wp))[:, None, None]
     o = grid.reshape(-1)[flat]  # (N, K, K) occupancy window
-    a = (o * wy[:, None, :]).sum(2)  # (N, K): Σ_l o_kl wy_l
-    b = (o * wx[:, :, None]).sum(1)  # (N, K): Σ_k wx_k o_kl
+    a = torch.bmm(o, wy[:, :, None])[..., 0]  # (N, K): Σ_l o_kl wy_l
+    b = torch.bmm(wx[:, None, :], o)[:, 0]  # (N, K): Σ_k wx_k o_kl
     sx = wx.sum(1)
     sy = wy.sum(1)
     s = (wx * a).sum(1) / (sx * sy)  # (N,)
@@ -139,16 +139,24 @@ class _WindowedScore(torch.autograd.Function):
         return grad_out[:, None] * g, None, None, None, None
 
 
-def obstacle_score(points: torch.Tensor, pm: PaddedMap, beta: float,
-                   eps: float = DEFAULT_EPS) -> torch.Tensor:
-    """Fast expected obstacle score, O(r²) per point. points (..., 2) -> (...).
+def _radius_step(radius: int) -> int:
+    """The window radius rounded up to 1, 2, 3, 4, 6, 8, 12, 16, ... (few distinct shapes,
+    so a compiled kernel is built a handful of times over an annealed β, not once per β;
+    a larger window only adds cells of relative weight below ε)."""
+    k = 1
+    while True:
+        for r in (k, k + k // 2):
+            if r >= radius:
+                return r
+        k *= 2
 
-    With a batched map (B, H, W), ``points`` must be (B, ..., 2).
-    """
+
+def _window(points: torch.Tensor, pm: PaddedMap, beta: float, eps: float):
     radius = window_radius(beta, eps)
     if radius > pm.radius:
         raise ValueError(f"β={beta} needs a window radius {radius} > the map's padding "
                          f"radius {pm.radius}; build the PaddedMap with a larger radius")
+    radius = min(_radius_step(radius), pm.radius)
     shape = points.shape[:-1]
     flat = points.reshape(-1, 2)  # (N, 2)
     batch_index = None
@@ -156,8 +164,32 @@ def obstacle_score(points: torch.Tensor, pm: PaddedMap, beta: float,
         b = pm.grid.shape[0]
         per = flat.shape[0] // b
         batch_index = torch.arange(b, device=points.device).repeat_interleave(per)  # (N,)
-    s = _WindowedScore.apply(flat, pm, beta, radius, batch_index)
+    return flat, radius, batch_index, shape
+
+
+def obstacle_score(points: torch.Tensor, pm: PaddedMap, beta: float,
+                   eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """Fast expected obstacle score, O(r²) per point, differentiable. points (..., 2) -> (...).
+
+    With a batched map (B, H, W), ``points`` must be (B, ..., 2).
+    """
+    flat, radius, batch_index, shape = _window(points, pm, beta, eps)
+    s = _WindowedScore.apply(flat, pm, _beta(beta, points), radius, batch_index)
     return s.reshape(shape)
+
+
+def obstacle_score_and_grad(points: torch.Tensor, pm: PaddedMap, beta: float,
+                            eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same score and its gradient, no autograd. points (..., 2) -> (...), (..., 2)."""
+    flat, radius, batch_index, shape = _window(points, pm, beta, eps)
+    s, g = pm.kernel(flat.detach(), pm.grid, _beta(beta, points), radius, pm.pad, batch_index)
+    return s.reshape(shape), g.reshape(points.shape)
+
+
+def _beta(beta: float, like: torch.Tensor) -> torch.Tensor:
+    """β as a 0-dim CPU tensor (a scalar to every device): a compiled kernel then sees one
+    input, not a new constant per β, and reading it back never waits for a device."""
+    return torch.tensor(float(beta), dtype=like.dtype)
 
 
 def soft_position_map_dense(points: torch.Tensor, height: int, width: int, beta: float,

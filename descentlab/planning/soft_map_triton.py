@@ -73,6 +73,6 @@ def score_and_grad(points: torch.Tensor, grid: torch.Tensor, beta: float, radius
     bidx = batch_index.to(torch.int32).contiguous() if batch_index is not None else pts
     grid_fn = (triton.cdiv(n, block),)
     _score_kernel[grid_fn](pts, g32, bidx, s, g, n, grid.shape[-2], grid.shape[-1], pad,
-                           1.0 / beta, R=radius, K=k, KP=kp, BLOCK=block,
+                           1.0 / float(beta), R=radius, K=k, KP=kp, BLOCK=block,
                            BATCHED=batch_index is not None)
     return s.to(points.dtype), g.to(points.dtype)

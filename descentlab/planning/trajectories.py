@@ -1,7 +1,10 @@
 """Initial trajectories and arc-length resampling. All tensors are (N, T, 2), row/column.
 
 Initialisations are a registry (``INITS``), one signature:
-``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) bool, generator) -> (B, K, T, 2)``.
+``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) bool, generator, cfg)
+-> (B, K, T, 2)``. ``SEEDED`` names the inits that return complete cell routes (start to goal,
+legal moves): the planner refines those at their own length and falls back to the route
+where refinement breaks validity; the others are guesses that coarse-to-fine descent shapes.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 
@@ -49,7 +53,7 @@ def bow_offsets(n_starts: int) -> list[float]:
     return amps[:n_starts]
 
 
-def init_line(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+def init_line(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.Tensor:
     """Straight line plus sideways-bowed arcs (half-sine bumps) as multi-starts. -> (B, K, T, 2)."""
     t = torch.linspace(0, 1, n_waypoints, dtype=start.dtype, device=start.device)  # (T,)
     d = goal - start  # (B, 2)
@@ -60,7 +64,7 @@ def init_line(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
     return base + bump * normal[:, None, None, :]  # (B, K, T, 2)
 
 
-def init_random(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+def init_random(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.Tensor:
     """The note's initialisation: x_t ~ U(0, x_max), y_t ~ U(0, y_max). -> (B, K, T, 2)."""
     b = start.shape[0]
     hi = torch.tensor([occ.shape[0] - 1.0, occ.shape[1] - 1.0], dtype=start.dtype)
@@ -68,28 +72,59 @@ def init_random(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
     return (u * hi).to(start.device)
 
 
-def init_astar(start, goal, n_starts, n_waypoints, occ, gen) -> torch.Tensor:
+def routes_tensor(routes: list, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Cell routes (each (L, 2) int) as one tensor, padded with each route's last cell.
+
+    -> (B, 1, Lmax, 2); a one-cell route is doubled so every route is a polyline."""
+    lmax = max(2, max(len(r) for r in routes))
+    out = torch.empty(len(routes), 1, lmax, 2, dtype=dtype)
+    for b, r in enumerate(routes):
+        c = torch.as_tensor(np.asarray(r), dtype=dtype).reshape(-1, 2)
+        out[b, 0, : len(c)] = c
+        out[b, 0, len(c):] = c[-1]
+    return out.to(device)
+
+
+def init_astar(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.Tensor:
     """The A* cell path (8-connected, octile-optimal) as a polyline: one start per problem.
 
     Used by the ``gradient-astar-init`` planner only; the pure gradient planner never searches.
-    Raises ValueError if a goal is unreachable. -> (B, 1, T, 2).
+    Raises ValueError if a goal is unreachable. -> (B, 1, L, 2).
     """
     from descentlab.planning.search import astar
 
-    out = []
+    routes = []
     for s, g in zip(start.tolist(), goal.tolist()):
         res = astar(occ, (round(s[0]), round(s[1])), (round(g[0]), round(g[1])))
         if res is None:
             raise ValueError(f"goal {tuple(g)} is unreachable from {tuple(s)}")
-        cells = torch.as_tensor(res.cells, dtype=start.dtype)[None]  # (1, L, 2)
-        if cells.shape[1] == 1:
-            cells = cells.repeat(1, 2, 1)
-        out.append(resample(cells, n_waypoints))
-    return torch.stack(out).to(start.device)  # (B, 1, T, 2)
+        routes.append(res.cells)
+    return routes_tensor(routes, start.dtype, start.device)
+
+
+def init_potential(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.Tensor:
+    """Steepest ascent on the global potential (potential.py): a complete route, no search.
+
+    The potential's kind, screening and solver come from ``cfg`` (a PlannerConfig). Raises
+    ValueError if a goal is unreachable. -> (B, 1, L, 2).
+    """
+    from descentlab.planning.potential import graph_for, route_potential
+
+    kw = {} if cfg is None else dict(kind=cfg.potential, screening=cfg.screening,
+                                     solver=cfg.solver)
+    cells = lambda x: [(round(a), round(b)) for a, b in x.tolist()]  # noqa: E731
+    routes, _ = route_potential(graph_for(occ), cells(start), cells(goal), device=start.device,
+                                **kw)
+    for r, g in zip(routes, cells(goal)):
+        if not r.reached:
+            raise ValueError(f"goal {g} is unreachable from {tuple(r.cells[0])}: {r.reason}")
+    return routes_tensor([r.cells for r in routes], start.dtype, start.device)
 
 
 INITS: dict[str, Callable[..., torch.Tensor]] = {
+    "potential": init_potential,
     "line": init_line,
     "random": init_random,
     "astar": init_astar,
 }
+SEEDED = frozenset({"potential", "astar"})

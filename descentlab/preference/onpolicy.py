@@ -64,16 +64,21 @@ def _seed(*parts: int) -> int:
     return h
 
 
-def _cut(ids: list[int], eos_id: int | None, pad_id: int) -> list[int]:
-    """Response tokens up to and including the first eos (pads after it dropped)."""
-    out = []
-    for t in ids:
-        out.append(t)
-        if t == eos_id:
-            break
-    while out and out[-1] == pad_id and pad_id != eos_id:
-        out.pop()
-    return out or [eos_id if eos_id is not None else pad_id]
+def sampled_lengths(tokens: torch.Tensor, eos_id: int | list[int] | None) -> torch.Tensor:
+    """``(N,)`` lengths of sampled responses ``tokens (N, L)`` as ``generate`` produced them:
+    up to and including the first eos, else all ``L`` tokens.
+
+    Only what follows the first eos is ``generate``'s padding. Nothing else is dropped: a
+    sampled pad id (pad ≠ eos) is a real token, and an eos that equals the pad id is the
+    response's last token, scored once.
+    """
+    N, L = tokens.shape
+    ids = [] if eos_id is None else [eos_id] if isinstance(eos_id, int) else list(eos_id)
+    if not ids:
+        return torch.full((N,), L, dtype=torch.long)
+    is_eos = torch.isin(tokens, torch.tensor(ids, device=tokens.device))      # (N, L)
+    first = is_eos.int().argmax(-1)                                           # (N,)
+    return torch.where(is_eos.any(-1), first + 1, L).cpu()
 
 
 @torch.no_grad()
@@ -82,6 +87,8 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
     """Two sampled responses per prompt (lists of token ids), from one batched generate.
 
     Prompts are left-padded; sampling runs in eval mode inside a forked RNG seeded ``seed``.
+    Each response is exactly what was sampled (:func:`sampled_lengths`), so the scorer sees
+    the sequences whose probability the sampler used.
     """
     pad = tokenizer.pad_token_id
     B, P = len(prompt_ids), max(len(p) for p in prompt_ids)
@@ -101,10 +108,10 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
                              num_return_sequences=2, pad_token_id=pad,
                              eos_token_id=tokenizer.eos_token_id)
     model.train(was_training)
-    resp = out[:, P:].tolist()                                          # (2B, new)
-    a = [_cut(resp[2 * i], tokenizer.eos_token_id, pad) for i in range(B)]
-    b = [_cut(resp[2 * i + 1], tokenizer.eos_token_id, pad) for i in range(B)]
-    return a, b
+    resp = out[:, P:]                                                   # (2B, new)
+    n = sampled_lengths(resp, tokenizer.eos_token_id).tolist()          # (2B,)
+    rows = [row[:k] for row, k in zip(resp.tolist(), n)]
+    return rows[0::2], rows[1::2]
 
 
 def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPolicyConfig,

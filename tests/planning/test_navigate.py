@@ -13,7 +13,7 @@ from descentlab.cli.main import main
 from descentlab.planning.discretize import invalid_reason
 from descentlab.planning.mapping import make_mapper
 from descentlab.planning.nav_bench import length_ratio_between, random_problem, summarise
-from descentlab.planning.navigate import (
+from descentlab.planning.navigation import (
     NavConfig,
     execute,
     make_navigator,

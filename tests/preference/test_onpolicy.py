@@ -11,7 +11,12 @@ from descentlab.lm.tiny import TinyLMConfig, build_tiny
 from descentlab.preference.data import row_texts, synthetic_pairs
 from descentlab.preference.losses import LossParams
 from descentlab.preference.offline import PrefConfig, PrefTrainConfig
-from descentlab.preference.onpolicy import OnPolicyConfig, sample_pairs, train_onpolicy
+from descentlab.preference.onpolicy import (
+    OnPolicyConfig,
+    sample_pairs,
+    sampled_lengths,
+    train_onpolicy,
+)
 from descentlab.preference.oracles import good_words, label, load_reward, score
 
 ROWS = synthetic_pairs(32, seed=0)
@@ -57,6 +62,77 @@ def test_sampling_is_deterministic_per_seed():
     for resp in a1[0] + a1[1]:
         assert 1 <= len(resp) <= 6
         assert tok.eos_token_id not in resp[:-1]
+
+
+class _Scripted(torch.nn.Module):
+    """A "policy" whose generate returns the given continuations (2 per prompt)."""
+
+    def __init__(self, new_tokens: list[list[int]]):
+        super().__init__()
+        self.new = torch.tensor(new_tokens)
+
+    def generate(self, input_ids, **kw):
+        return torch.cat([input_ids.repeat_interleave(2, 0), self.new], 1)
+
+
+def test_sampled_responses_are_scored_exactly_as_sampled():
+    """Tokens after the first eos are generate's padding; nothing else is dropped: a sampled
+    pad id (pad ≠ eos) stays, and an eos equal to the pad id is kept once."""
+    _, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=32))
+    pad, eos, w, v = tok.pad_token_id, tok.eos_token_id, 7, 9
+    assert pad != eos
+    cfg, cpu = OnPolicyConfig(max_new_tokens=4), torch.device("cpu")
+    a, b = sample_pairs(_Scripted([[w, pad, pad, pad], [w, eos, pad, pad]]), tok, [[5]], cfg, 0,
+                        cpu)
+    assert a == [[w, pad, pad, pad]] and b == [[w, eos]]     # no eos: all 4 sampled tokens
+    tok.pad_token = tok.eos_token                              # pad == eos
+    assert tok.pad_token_id == eos
+    a, b = sample_pairs(_Scripted([[w, eos, eos, eos], [w, v, w, v]]), tok, [[5]], cfg, 0, cpu)
+    assert a == [[w, eos]] and b == [[w, v, w, v]]
+    assert sampled_lengths(torch.tensor([[eos, eos], [w, w]]), eos).tolist() == [1, 2]
+    assert sampled_lengths(torch.tensor([[w, 4, w]]), [4, 6]).tolist() == [2]
+    assert sampled_lengths(torch.tensor([[w, eos]]), None).tolist() == [2]
+
+
+def test_pad_equal_to_eos_scores_the_sampled_log_probs():
+    """With pad == eos, the sequence log-prob the trainer scores equals the sum of the
+    sampler's own per-step log-probs up to and including the first eos."""
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_sequences
+
+    model, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=1)
+    tok.pad_token = tok.eos_token
+    prompts = [tok("describe the sun :", add_special_tokens=False).input_ids,
+               tok("describe the road :", add_special_tokens=False).input_ids]
+    cfg, cpu = OnPolicyConfig(max_new_tokens=10), torch.device("cpu")
+    seed = 11
+    a, b = sample_pairs(model, tok, prompts, cfg, seed, cpu)
+    # the same generate call, with its per-step logits (temperature 1, no top-k: π itself)
+    P = max(map(len, prompts))
+    ids = torch.full((2, P), tok.pad_token_id)
+    attn = torch.zeros(2, P, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p):], attn[i, P - len(p):] = torch.tensor(p), 1
+    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=1.0,
+                             top_k=0, top_p=1.0, max_new_tokens=10, num_return_sequences=2,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                             output_logits=True, return_dict_in_generate=True)
+    steps = torch.stack(out.logits, 1).log_softmax(-1)                     # (4, new, V)
+    picked = steps.gather(-1, out.sequences[:, P:, None]).squeeze(-1)      # (4, new)
+    responses = [a[0], b[0], a[1], b[1]]
+    assert any(len(r) < 10 and r[-1] == tok.eos_token_id for r in responses)
+    for i, r in enumerate(responses):
+        assert r == out.sequences[i, P:P + len(r)].tolist()
+    batch = collate_sequences([prompts[0]] * 2 + [prompts[1]] * 2, responses, tok.pad_token_id)
+    with torch.no_grad():
+        scored = SequenceScorer(model)(batch["input_ids"], batch["attention_mask"],
+                                       batch["response_mask"])
+    want = torch.stack([picked[i, :len(r)].sum() for i, r in enumerate(responses)])
+    assert scored.n_tokens.tolist() == [len(r) for r in responses]
+    torch.testing.assert_close(scored.sum, want, rtol=1e-4, atol=1e-4)
 
 
 def _run(out, steps, stop=None, resume=False, lr=2e-3):

@@ -41,7 +41,7 @@ from descentlab.core.config import option
 from descentlab.core.errors import InputError
 from descentlab.core.progress import progress
 from descentlab.preference.experiments.variants import Variant, aggregate, build_variants, mean_std
-from descentlab.preference.losses import Logps, LossParams, preference_loss
+from descentlab.preference.losses import BASELINES, Logps, LossParams, preference_loss
 
 
 @dataclass
@@ -63,8 +63,8 @@ class Config:
     gamma_ratios: tuple[float, ...] = option((0.0, 0.5, 1.0, 2.0), "γ/β values of dpo_bg")
     simpo_beta: float = option(0.5, "β of SimPO (responses have length 1 here)")
     simpo_margin: float = option(0.5, "SimPO margin")
-    baseline: str = option("mean", "pdpo score-function baseline",
-                           choices=("mean", "loo", "none"))
+    baseline: str = option("loo", "pdpo score-function baseline (see prefopt train --help; "
+                           "mean is biased)", choices=tuple(BASELINES))
     losses: tuple[str, ...] = option(
         ("dpo", "dpo_bg", "ipo", "simpo", "pdpo", "pdpo_offline", "pdpo_exact"),
         "loss settings to compare (dpo_bg expands to every γ/β)")

@@ -46,6 +46,7 @@ from descentlab.preference.experiments.length_metrics import (
     heldout_accuracy,
 )
 from descentlab.preference.experiments.variants import Variant, aggregate, build_variants
+from descentlab.preference.losses import BASELINES, IPO_LOGRATIOS
 from descentlab.preference.oracles import good_words
 
 NEUTRAL_WORDS = ("the", "and", "very", "so", "quite", "then", "also", "still")
@@ -79,8 +80,10 @@ class Config:
     simpo_margin: float = option(0.5, "SimPO margin")
     rdpo_alpha: float = option(0.01, "R-DPO length-difference weight α (only with "
                                "--losses ... rdpo)")
-    baseline: str = option("mean", "pdpo score-function baseline",
-                           choices=("mean", "loo", "none"))
+    baseline: str = option("loo", "pdpo score-function baseline (see prefopt train --help; "
+                           "mean is biased)", choices=tuple(BASELINES))
+    ipo_logratio: str = option("mean", "IPO's log-ratios: per-token means (TRL's ipo) or "
+                               "sequence sums (the paper's Eq. 17)", choices=tuple(IPO_LOGRATIOS))
     losses: tuple[str, ...] = option(("dpo", "dpo_bg", "ipo", "simpo", "pdpo", "pdpo_offline"),
                                      "loss settings to compare (dpo_bg expands to every γ/β)")
     max_new_tokens: int = option(24, "tokens sampled per response (evaluation and pdpo)")
@@ -113,7 +116,7 @@ class Config:
         return build_variants(self.losses, beta=self.beta, gamma_ratios=self.gamma_ratios,
                               simpo_beta=self.simpo_beta, simpo_margin=self.simpo_margin,
                               rdpo_alpha=self.rdpo_alpha, baseline=self.baseline,
-                              allowed=("offline", "onpolicy"))
+                              ipo_logratio=self.ipo_logratio, allowed=("offline", "onpolicy"))
 
 
 # --quick: one seed, small data, short runs (about a minute on an idle 2-core CPU)

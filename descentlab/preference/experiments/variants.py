@@ -7,11 +7,12 @@ from π and labelled by the true reward). Names:
 ``dpo``            DPO, β (γ = β)
 ``dpo_bg_g<r>``    generalised DPO with γ = r·β (note D; r = γ/β: 0 = reference-free,
                    < 1 flattens π₀, > 1 sharpens it; ``dpo_bg_g1`` is DPO again)
-``ipo``            IPO with τ = β (target log-ratio margin 1/(2β))
+``ipo``            IPO with τ = β (target log-ratio margin 1/(2β); per-token log-ratios,
+                   TRL's, unless ``ipo_logratio="sum"``)
 ``simpo``          SimPO (reference-free, length-normalised, margin)
 ``rdpo``           R-DPO (length-difference penalty α), when asked for
 ``pdpo``           J_PDPO, on-policy: pairs sampled from π, labels from the true reward,
-                   score-function surrogate (note C)
+                   score-function surrogate (note C), leave-one-out baseline by default
 ``pdpo_offline``   J_PDPO from π₀ data by self-normalised importance weights (note C)
 ``pdpo_exact``     J_PDPO itself, the expectation over all pairs under π taken exactly
                    (ℓ of ``dpo_bg``); only where responses can be enumerated (the bandit)
@@ -48,8 +49,8 @@ def _ratio_name(r: float) -> str:
 
 def build_variants(names: tuple[str, ...], *, beta: float, gamma_ratios: tuple[float, ...],
                    simpo_beta: float, simpo_margin: float, ipo_beta: float | None = None,
-                   rdpo_alpha: float = 0.0, baseline: str = "mean",
-                   allowed: tuple[str, ...] | None = None) -> dict[str, Variant]:
+                   rdpo_alpha: float = 0.0, baseline: str = "loo",
+                   ipo_logratio: str = "mean", allowed: tuple[str, ...] | None = None) -> dict[str, Variant]:
     """``{name: Variant}`` for the requested ``names`` (in that order).
 
     ``names`` may contain ``dpo_bg`` (expands to one variant per γ/β in ``gamma_ratios``) or
@@ -61,7 +62,8 @@ def build_variants(names: tuple[str, ...], *, beta: float, gamma_ratios: tuple[f
         "dpo": Variant("dpo", base),
         **{_ratio_name(r): Variant("dpo_bg", dataclasses.replace(base, gamma=r * beta))
            for r in gamma_ratios},
-        "ipo": Variant("ipo", dataclasses.replace(base, beta=ipo_beta or beta)),
+        "ipo": Variant("ipo", dataclasses.replace(base, beta=ipo_beta or beta,
+                                                  ipo_logratio=ipo_logratio)),
         "simpo": Variant("simpo", LossParams(beta=simpo_beta, simpo_margin=simpo_margin)),
         "rdpo": Variant("rdpo", dataclasses.replace(base, rdpo_alpha=rdpo_alpha)),
         "pdpo": Variant("pdpo", base, "onpolicy"),

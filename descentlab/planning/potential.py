@@ -1,0 +1,374 @@
+"""A global potential with no local minima, and steepest descent on it to a cell route.
+
+Local descent from a straight line cannot change homotopy class (a wall with one door, a
+maze). The cure from the potential-field literature is a potential computed globally as the
+minimiser of a convex energy whose only extremum is the goal (Connolly, Burns & Weiss,
+"Path planning using Laplace's equation", ICRA 1990; Connolly & Grupen 1993; LaValle,
+*Planning Algorithms* §8.4.4). Both energies here live on the free cells of the map with the
+4-neighbour graph Laplacian ``L`` (unit conductance between free side-neighbours, no flux
+through obstacle faces or the map border), and both are quadratic, so their minimiser is
+one sparse linear solve — no search, no priority queue, no node expansion:
+
+* ``screened`` (default) — the screened Poisson energy with a unit source at the goal,
+
+      E(z) = ½ Σ_v z_v² + (t/2) Σ_{u~v} (z_u − z_v)² − z_g,   (I + t L) z = e_g,
+
+  strictly convex for any screening length² ``t > 0``. At every free cell v ≠ g,
+  ``(1 + t·deg v) z_v = t Σ_{u~v} z_u``, so z_v is *strictly* below its largest
+  side-neighbour (by a relative margin ≥ 1/(4t)): steepest ascent on z from any cell of the
+  goal's component reaches the goal (the discrete maximum principle). z is the desirability
+  function of Todorov's linearly solvable shortest-path problem (PNAS 2009) and the first
+  step of the heat method (Crane, Weischedel & Wardetzky, ACM TOG 2013): by Varadhan's
+  formula −√t·log z tends to the geodesic distance as t → 0, so unlike the harmonic
+  potential its ascent runs straight in open space and is pulled towards the shortest way
+  round obstacles rather than the widest. One solve per *goal* serves every start and every
+  replan towards that goal. z decays like exp(−d/√t); where it would underflow at the start
+  (long mazes), the solve is repeated with t × 4 (the ladder :data:`SCREENING_LADDER`), and
+  the harmonic potential is the limit t → ∞.
+* ``harmonic`` — Laplace's equation with φ(start) = 1-current source and φ(goal) = sink:
+  ``L φ = e_s − e_g`` on the goal's component, grounded at one cell per component (the
+  injections sum to zero, so the grounded solution satisfies every equation). Minimiser of
+  the Dirichlet energy ½ Σ (φ_u − φ_v)² − φ_s + φ_g. Every cell but the two ends is the mean
+  of its side-neighbours, so a cell entered from a higher neighbour has a strictly lower one
+  (Connolly et al. 1990). Harmonic routes follow current lines and prefer wide passages.
+
+The operator and its factorisation are built once per map and cached per ``t``
+(:class:`GridGraph`), shared by every problem and replan on that map. Solvers
+(:data:`SOLVERS`): ``direct`` (SciPy's sparse LU, symmetric ordering — for the M-matrix
+``I + tL`` forward and back substitution add terms of one sign only, so tiny values of z keep
+their relative accuracy), ``cg`` (batched conjugate gradients in torch, Jacobi-preconditioned,
+any device, warm-startable), ``auto`` (direct on CPU, cg on CUDA).
+
+Unreachable goals: the operator is block-diagonal by connected component, so the potential is
+exactly zero (screened) or undefined (harmonic) off the goal's component; the component labels
+of the operator's graph tell an unreachable start from an underflow, and
+:func:`route_potential` reports it (``reached`` False, ``reason`` "unreachable").
+
+Routes: steepest ascent (of log z, or of −φ) over the 8 moves without corner cutting, the
+gain measured per unit step length (1 or √2). 8-move connectivity without corner cutting
+equals 4-connectivity, so the ascent's guarantee carries over.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
+import scipy.sparse.linalg as spla
+import torch
+
+from descentlab.planning.cache import per_map
+
+SQRT2 = math.sqrt(2.0)
+# (di, dj) of the 8 moves; the first four are the side moves.
+MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)])
+MOVE_LENGTH = np.array([1.0] * 4 + [SQRT2] * 4)
+SCREENING_LADDER = 4.0  # factor by which t grows where z underflows at a start
+TINY = 1e-280  # below this a screened value is treated as underflowed (direct solver)
+
+
+class GridGraph:
+    """The free cells of a map as a graph, built once per map (and reused).
+
+    ``index`` (H, W) int: node of each free cell, -1 for obstacles; ``cells`` (n, 2) the cell
+    of each node; ``moves`` (n, 8) the node reached by each of the 8 moves (``n`` = illegal:
+    obstacle, off the map, or a diagonal that cuts a corner); ``laplacian`` (n, n) CSR;
+    ``component`` (n,) connected-component label. Factorisations are cached per screening
+    ``t`` (:meth:`screened_solver`) and for the grounded Laplacian (:meth:`harmonic_solver`).
+    """
+
+    def __init__(self, occ: np.ndarray):
+        occ = np.asarray(occ, dtype=bool)
+        h, w = occ.shape
+        self.shape = (h, w)
+        free = ~occ
+        self.index = np.full((h, w), -1, dtype=np.int64)
+        self.n = int(free.sum())
+        self.index[free] = np.arange(self.n)
+        self.cells = np.argwhere(free)  # (n, 2), row-major = node order
+        padded = np.full((h + 2, w + 2), self.n, dtype=np.int64)  # off-map -> illegal
+        padded[1:-1, 1:-1] = np.where(free, self.index, self.n)
+        r, c = self.cells[:, 0] + 1, self.cells[:, 1] + 1
+        moves = np.stack([padded[r + di, c + dj] for di, dj in MOVES], 1)  # (n, 8)
+        for k in range(4, 8):  # a diagonal needs both side cells free (no corner cutting)
+            di, dj = MOVES[k]
+            ok = (padded[r + di, c] < self.n) & (padded[r, c + dj] < self.n)
+            moves[:, k] = np.where(ok, moves[:, k], self.n)
+        self.moves = moves
+        src = np.repeat(np.arange(self.n), 4)
+        dst = moves[:, :4].reshape(-1)
+        keep = dst < self.n
+        adj = sp.csr_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])),
+                            shape=(self.n, self.n))
+        self.degree = np.asarray(adj.sum(1)).ravel()  # (n,)
+        self.adjacency = adj
+        self.laplacian = (sp.diags(self.degree) - adj).tocsr()
+        _, self.component = csgraph.connected_components(adj, directed=False)
+        self._screened: dict[float, Callable] = {}
+        self._harmonic: Callable | None = None
+        self._torch: dict = {}
+
+    # ------------------------------------------------------------------ lookups
+    def node(self, cell) -> int:
+        """Node of a free cell (row, col); -1 for an obstacle."""
+        return int(self.index[int(cell[0]), int(cell[1])])
+
+    def connected(self, a: int, b: int) -> bool:
+        return a >= 0 and b >= 0 and self.component[a] == self.component[b]
+
+    # ------------------------------------------------------------------ factorisations
+    def screened_solver(self, t: float) -> Callable[[np.ndarray], np.ndarray]:
+        """Cached solve of (I + tL) z = b. b (n, B) -> (n, B)."""
+        if t not in self._screened:
+            m = (sp.identity(self.n) + t * self.laplacian).tocsc()
+            lu = spla.splu(m, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                           options={"SymmetricMode": True})
+            self._screened[t] = lu.solve
+        return self._screened[t]
+
+    def harmonic_solver(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Cached solve of L φ = b grounded at one node per component (φ = 0 there)."""
+        if self._harmonic is None:
+            ground = np.unique(self.component, return_index=True)[1]  # first node per component
+            keep = np.ones(self.n, dtype=bool)
+            keep[ground] = False
+            sub = self.laplacian[keep][:, keep].tocsc()
+            lu = spla.splu(sub, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                           options={"SymmetricMode": True}) if sub.shape[0] else None
+
+            def solve(b: np.ndarray) -> np.ndarray:
+                out = np.zeros_like(b)
+                if lu is not None:
+                    out[keep] = lu.solve(np.ascontiguousarray(b[keep]))
+                return out
+
+            self._harmonic = solve
+        return self._harmonic
+
+    def torch_operator(self, t: float | None, device) -> torch.Tensor:
+        """The operator (I + tL), or L for t None, as a torch sparse CSR matrix (float64)."""
+        key = (t, str(device))
+        if key not in self._torch:
+            m = self.laplacian if t is None else (sp.identity(self.n) + t * self.laplacian)
+            m = m.tocsr()
+            self._torch[key] = torch.sparse_csr_tensor(
+                torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
+                torch.from_numpy(m.data), size=m.shape, dtype=torch.float64, device=device)
+        return self._torch[key]
+
+
+def graph_for(occ: np.ndarray) -> GridGraph:
+    """The :class:`GridGraph` of a map, built once per map content (cache.py), so every
+    plan, start and replan on an unchanged map reuses the operator and its factorisations."""
+    occ = np.asarray(occ, dtype=bool)
+    return per_map("grid-graph", occ, lambda: GridGraph(occ))
+
+
+# ---------------------------------------------------------------------- solvers
+def conjugate_gradient(op: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None = None,
+                       tol: float = 1e-12, max_iter: int = 20000) -> tuple[torch.Tensor, int]:
+    """Batched Jacobi-preconditioned CG for an SPD (or consistent PSD) sparse ``op``.
+
+    b (n, B) -> x (n, B), iterations used. Stops when every column's residual is below
+    ``tol`` × its ‖b‖. Only matrix products and dot products: no host sync but the one
+    convergence check every 25 iterations.
+    """
+    inv_d = (1.0 / _csr_diagonal(op).clamp_min(1e-300))[:, None]  # (n, 1)
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - op @ x
+    z = inv_d * r
+    p = z.clone()
+    rz = (r * z).sum(0)  # (B,)
+    bnorm = b.norm(dim=0).clamp_min(1e-300)
+    it = 0
+    for it in range(1, max_iter + 1):
+        ap = op @ p
+        alpha = rz / (p * ap).sum(0).clamp_min(1e-300)
+        x = x + alpha * p
+        r = r - alpha * ap
+        if it % 25 == 0 and bool((r.norm(dim=0) <= tol * bnorm).all()):
+            break
+        z = inv_d * r
+        rz_new = (r * z).sum(0)
+        p = z + (rz_new / rz.clamp_min(1e-300)) * p
+        rz = rz_new
+    return x, it
+
+
+def _csr_diagonal(op: torch.Tensor) -> torch.Tensor:
+    crow, col, val = op.crow_indices(), op.col_indices(), op.values()
+    row = torch.repeat_interleave(torch.arange(op.shape[0], device=val.device), crow.diff())
+    out = torch.zeros(op.shape[0], dtype=val.dtype, device=val.device)
+    on = row == col
+    out[row[on]] = val[on]
+    return out
+
+
+@dataclass
+class Potential:
+    """Potentials of a batch of problems on one map, as values to *ascend*.
+
+    ``values`` (B, n+1) float64: log z (screened) or −φ (harmonic) per node, with a last
+    column of −inf for the illegal-move sentinel. ``screening`` (B,) the t used per problem
+    (inf for harmonic); ``seconds`` wall time of the solves.
+    """
+
+    values: np.ndarray
+    screening: np.ndarray
+    seconds: float
+
+
+def _solve_screened(graph: GridGraph, goals: np.ndarray, starts: np.ndarray, t: float,
+                    solver: str, device, x0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """log z per problem, t escalated per problem until z(start) is representable.
+
+    goals, starts (B,) nodes -> (values (B, n), t per problem (B,))."""
+    b = len(goals)
+    out = np.full((b, graph.n), -np.inf)
+    ts = np.full(b, float(t))
+    todo = np.arange(b)
+    for _ in range(8):
+        if len(todo) == 0:
+            break
+        rhs = np.zeros((graph.n, len(todo)))
+        rhs[goals[todo], np.arange(len(todo))] = 1.0
+        tt = float(ts[todo[0]])
+        if solver == "direct":
+            z = graph.screened_solver(tt)(rhs)  # (n, B')
+            floor = TINY
+        else:
+            op = graph.torch_operator(tt, device)
+            guess = None if x0 is None else torch.as_tensor(np.exp(x0[todo].T), device=device)
+            zt, _ = conjugate_gradient(op, torch.as_tensor(rhs, device=device), guess)
+            z = zt.cpu().numpy()
+            floor = 1e-9 * 4 * tt  # CG's absolute accuracy, times the ascent margin 1/(4t)
+        with np.errstate(divide="ignore"):
+            logz = np.log(np.where(z > 0, z, 0.0)).T  # (B', n)
+        ok = z[starts[todo], np.arange(len(todo))] > floor
+        out[todo[ok]] = logz[ok]
+        todo = todo[~ok]
+        ts[todo] *= SCREENING_LADDER
+    if len(todo):
+        raise RuntimeError("screened potential underflows at the start for every t tried")
+    return out, ts
+
+
+def _solve_harmonic(graph: GridGraph, goals: np.ndarray, starts: np.ndarray, solver: str,
+                    device, x0) -> np.ndarray:
+    b = len(goals)
+    rhs = np.zeros((graph.n, b))
+    rhs[starts, np.arange(b)] += 1.0
+    rhs[goals, np.arange(b)] -= 1.0
+    if solver == "direct":
+        phi = graph.harmonic_solver()(rhs)
+    else:
+        guess = None if x0 is None else torch.as_tensor(-x0.T, device=device)
+        phi_t, _ = conjugate_gradient(graph.torch_operator(None, device),
+                                      torch.as_tensor(rhs, device=device), guess, tol=1e-12)
+        phi = phi_t.cpu().numpy()
+    return -phi.T  # (B, n): ascend −φ
+
+
+POTENTIALS = ("screened", "harmonic")
+SOLVERS = ("auto", "direct", "cg")
+
+
+def solve_potential(graph: GridGraph, starts: np.ndarray, goals: np.ndarray,
+                    kind: str = "screened", screening: float = 16.0, solver: str = "auto",
+                    device="cpu", warm: np.ndarray | None = None) -> Potential:
+    """The potential of each problem (start, goal nodes (B,)) on one map.
+
+    ``warm`` (B, n) previous values (same kind) warm-start the ``cg`` solver (replans).
+    """
+    if kind not in POTENTIALS:
+        raise ValueError(f"unknown potential {kind!r}; choose from {POTENTIALS}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {SOLVERS}")
+    if solver == "auto":
+        solver = "cg" if torch.device(device).type == "cuda" else "direct"
+    t0 = time.perf_counter()
+    starts = np.asarray(starts, dtype=np.int64)
+    goals = np.asarray(goals, dtype=np.int64)
+    if kind == "screened":
+        vals, ts = _solve_screened(graph, goals, starts, screening, solver, device, warm)
+    else:
+        vals, ts = _solve_harmonic(graph, goals, starts, solver, device, warm), \
+            np.full(len(goals), np.inf)
+    vals = np.concatenate([vals, np.full((len(goals), 1), -np.inf)], 1)  # sentinel column
+    return Potential(vals, ts, time.perf_counter() - t0)
+
+
+@dataclass
+class Route:
+    """A cell route from start to goal by steepest ascent. ``cells`` (L, 2) int."""
+
+    cells: np.ndarray
+    reached: bool
+    reason: str | None = None
+
+
+def ascend(graph: GridGraph, values: np.ndarray, starts: np.ndarray,
+           goals: np.ndarray) -> list[Route]:
+    """Steepest ascent on ``values`` (B, n+1) from each start node to its goal node.
+
+    All problems step together (one vectorised step per route cell). A route stops at its
+    goal, or fails where no move gains (cannot happen on the goal's component in exact
+    arithmetic; reported, not hidden).
+    """
+    b = len(starts)
+    cur = np.asarray(starts, dtype=np.int64).copy()
+    goals = np.asarray(goals, dtype=np.int64)
+    hist = [cur.copy()]  # node of every route per step; finished routes stay put
+    length = np.ones(b, dtype=np.int64)  # route cells so far
+    reason: list[str | None] = [None] * b
+    active = np.flatnonzero(cur != goals)
+    for _ in range(graph.n):
+        if len(active) == 0:
+            break
+        nb = graph.moves[cur[active]]  # (A, 8)
+        gain = (values[active[:, None], nb] - values[active, cur[active]][:, None]) / MOVE_LENGTH
+        k = np.argmax(gain, 1)
+        pick = np.arange(len(active))
+        stuck = ~(gain[pick, k] > 0)
+        for a in active[stuck]:
+            reason[a] = "the potential has no ascending move here (numerical plateau)"
+        moving = active[~stuck]
+        cur[moving] = nb[pick, k][~stuck]
+        length[moving] += 1
+        hist.append(cur.copy())
+        active = moving[cur[moving] != goals[moving]]
+    steps = np.stack(hist)  # (S, B)
+    out = []
+    for i in range(b):
+        nodes = steps[: length[i], i]
+        out.append(Route(graph.cells[nodes], reason[i] is None and nodes[-1] == goals[i],
+                         reason[i]))
+    return out
+
+
+def route_potential(graph: GridGraph, starts, goals, kind: str = "screened",
+                    screening: float = 4.0, solver: str = "auto", device="cpu",
+                    warm: np.ndarray | None = None) -> tuple[list[Route], Potential | None]:
+    """Routes for problems (start, goal cells) on one map: solve, then ascend.
+
+    Unreachable problems (different components, or an endpoint on an obstacle) get a Route
+    with ``reached`` False and reason "unreachable" and are not solved.
+    """
+    s_nodes = np.array([graph.node(c) for c in starts], dtype=np.int64)
+    g_nodes = np.array([graph.node(c) for c in goals], dtype=np.int64)
+    ok = np.array([graph.connected(a, b) for a, b in zip(s_nodes, g_nodes)], dtype=bool)
+    routes: list[Route] = [Route(np.asarray([tuple(s)], dtype=np.int64).reshape(-1, 2), False,
+                                 "unreachable") for s in starts]
+    pot = None
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        pot = solve_potential(graph, s_nodes[idx], g_nodes[idx], kind, screening, solver,
+                              device, None if warm is None else warm[idx])
+        for i, r in zip(idx, ascend(graph, pot.values, s_nodes[idx], g_nodes[idx])):
+            routes[i] = r
+    return routes, pot
