@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from descentlab.cli.navigation import build_navigate_parser, run_navigate
 from descentlab.core.io import write_json
 from descentlab.core.table import format_table
+from descentlab.planning import navigate
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,14 +28,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--planners", nargs="+", default=["gradient", "astar"])
     ap.add_argument("--json", default=None, help="write the result here")
     args = ap.parse_args(argv)
-    parser = build_navigate_parser()
     runs: dict[str, list[dict]] = {p: [] for p in args.planners}
     for seed in range(args.seeds):
         for planner in args.planners:
             t0 = time.perf_counter()
-            res = run_navigate(parser.parse_args(["--preset", "note", "--planner", planner,
-                                                  "--seed", str(seed), "--out", ""]))
-            s = res["summary"]
+            s = navigate(preset="note", planner=planner, seed=seed).summary()
             runs[planner].append({"seed": seed, **s, "wall_s": time.perf_counter() - t0})
     summary = {}
     for planner, rows in runs.items():

@@ -19,6 +19,13 @@ alternate ours/TRL and ``--repeats`` > 1 takes the median. Usage::
 
     python benchmarks/prefopt_vs_trl.py --json /tmp/prefopt.json            # CPU, small
     python benchmarks/prefopt_vs_trl.py --device cuda --config large --json out.json
+    python benchmarks/prefopt_vs_trl.py --model SmolLM2-135M-Instruct.Q4_1.gguf --json r.json
+
+``--model PATH`` (a local folder or ``.gguf``; config ``real``) benchmarks a pretrained
+model: the policy is the model (dequantised and saved once), the reference for the loss
+check is the model with seeded noise (σ = 1e-3) on every weight, the data are synthetic
+plain-text pairs tokenized by the model's tokenizer (TRL's tokenization: the check says
+whether both sides see the same ids). ``--gradient-checkpointing`` turns it on in both.
 
 Needs ``pip install 'descentlab[bench]'`` (trl).
 """
@@ -42,6 +49,8 @@ CONFIGS = {
     # GPT-2 small (124M) shapes, for a GPU
     "large": dict(n_layer=12, n_head=12, n_embd=768, vocab=50257, prompt_words=160,
                   max_words=60, batch=16, steps=40, precision="bf16"),
+    # a pretrained model given by --model (SmolLM2-135M: ~190-token sequences)
+    "real": dict(prompt_words=80, max_words=24, batch=4, steps=5, precision="no"),
 }
 BETA, LR = 0.1, 1e-5
 
@@ -108,6 +117,29 @@ def build(cfg: dict, folder: Path, seed: int) -> Path:
     return folder
 
 
+def build_real(model_path: str, cfg: dict, folder: Path, seed: int) -> Path:
+    """The pretrained model (dequantised if GGUF) as ``policy``, a seeded-noise copy as
+    ``other``, synthetic pairs as data, saved to ``folder``."""
+    import torch
+
+    from descentlab.lm.tiny import load_model_and_tokenizer
+    from descentlab.preference.data import synthetic_pairs
+
+    model, tok = load_model_and_tokenizer(model_path)
+    model.save_pretrained(folder / "policy")
+    tok.save_pretrained(folder / "policy")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(torch.randn(prm.shape, generator=g) * 1e-3)
+    model.save_pretrained(folder / "other")
+    tok.save_pretrained(folder / "other")
+    rows = synthetic_pairs(cfg["batch"] * cfg["steps"], seed=seed,
+                           prompt_words=cfg["prompt_words"], max_words=cfg["max_words"])
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
 def _load(folder: Path, device: str):
     from descentlab.lm.tiny import load_model_and_tokenizer
     from descentlab.preference.data import load_rows
@@ -128,7 +160,9 @@ def worker_ours(folder: Path, mode: str, cfg: dict, device: str, out: Path) -> d
     tcfg = PrefTrainConfig(lr=LR, warmup_steps=0, max_steps=cfg["steps"], batch_size=cfg["batch"],
                            log_every=1, max_grad_norm=1.0, precision=cfg["precision"])
     res = train_offline(model, tok, rows, pref=PrefConfig(loss="dpo", ref=mode,
-                        cache_dir=str(out / "cache")), params=LossParams(beta=BETA),
+                        cache_dir=str(out / "cache"),
+                        gradient_checkpointing=cfg.get("gradient_checkpointing", False)),
+                        params=LossParams(beta=BETA),
                         train_cfg=tcfg, out_dir=out, accelerator=acc,
                         on_step=lambda s: meter.step(s == cfg["steps"]))
     tokens = [r["tokens"] for r in res.history]
@@ -149,7 +183,8 @@ def worker_trl(folder: Path, mode: str, cfg: dict, device: str, out: Path) -> di
                      warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, beta=BETA,
                      loss_type=["sigmoid"], precompute_ref_log_probs=(mode == "precomputed"),
                      precompute_ref_batch_size=2 * cfg["batch"], max_length=512,
-                     bf16=cfg["precision"] == "bf16", fp16=False, gradient_checkpointing=False,
+                     bf16=cfg["precision"] == "bf16", fp16=False,
+                     gradient_checkpointing=cfg.get("gradient_checkpointing", False),
                      logging_steps=cfg["steps"], save_strategy="no", report_to="none",
                      use_cpu=device == "cpu", dataloader_num_workers=0, seed=0,
                      disable_tqdm=True)
@@ -205,7 +240,59 @@ def loss_diff(folder: Path, cfg: dict) -> dict:
             "tokens_identical": same}
 
 
-WORKERS = {"ours": worker_ours, "trl": worker_trl}
+def _mb() -> float:
+    return _rss_kb("VmRSS") / 1024
+
+
+def _reset_peak() -> float:
+    Path("/proc/self/clear_refs").write_text("5")
+    return _mb()
+
+
+def _peak_mb() -> float:
+    return _rss_kb("VmHWM") / 1024
+
+
+def worker_memory(folder: Path, mode: str, cfg: dict, device: str, out: Path) -> dict:
+    """Where one training step's memory goes (ours, CPU, RSS): per phase the peak above the
+    memory held before it, and what the phase leaves held (MB)."""
+    import torch
+
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.preference.data import collate_pairs, tokenize_pairs
+    from descentlab.preference.offline import PrefConfig, prepare_model
+
+    model, tok, rows = _load(folder, device)
+    pairs = tokenize_pairs(rows, tok, max_length=512, warn=False)
+    b = collate_pairs(pairs, list(range(cfg["batch"])), tok.pad_token_id)
+    model = prepare_model(model, tok, PrefConfig(
+        gradient_checkpointing=cfg.get("gradient_checkpointing", False))).train()
+    scorer = SequenceScorer(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    res = {"params_mb": n_params * 4 / 2**20, "shape": list(b["input_ids"].shape),
+           "attn_implementation": getattr(model.config, "_attn_implementation", None),
+           "n_layers": getattr(model.config, "num_hidden_layers", None)}
+    start = _reset_peak()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    for step in range(1):                      # one step: Adam allocates its state in it
+        before = _reset_peak()
+        lp = scorer(b["input_ids"], b["attention_mask"], b["response_mask"])
+        loss = -lp.sum.mean()
+        res[f"step{step}_forward_peak_mb"] = _peak_mb() - before
+        res[f"step{step}_activations_held_mb"] = _mb() - before
+        before_bw = _reset_peak()
+        loss.backward()
+        res[f"step{step}_backward_peak_mb"] = _peak_mb() - before_bw
+        res[f"step{step}_grads_held_mb"] = _mb() - before
+        before_opt = _reset_peak()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        res[f"step{step}_optimizer_peak_mb"] = _peak_mb() - before_opt
+        res[f"step{step}_after_step_held_mb"] = _mb() - start
+    return res
+
+
+WORKERS = {"ours": worker_ours, "trl": worker_trl, "memory": worker_memory}
 
 
 def run_worker(args, fw: str, mode: str, folder: Path) -> dict:
@@ -215,7 +302,9 @@ def run_worker(args, fw: str, mode: str, folder: Path) -> dict:
         cmd = [sys.executable, __file__, "--worker", fw, "--mode", mode, "--folder", str(folder),
                "--config", args.config, "--device", args.device, "--threads", str(args.threads),
                "--worker-out", out]
-        cmd += [f"--{k}={getattr(args, k)}" for k in ("steps", "batch") if getattr(args, k)]
+        cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}"
+                for k in ("steps", "batch", "prompt_words") if getattr(args, k)]
+        cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"{fw}/{mode} failed:\n{p.stderr[-3000:]}")
@@ -232,15 +321,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the config's steps")
     ap.add_argument("--batch", type=int, default=None, help="override the config's batch")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--model", default=None,
+                    help="a pretrained model (local folder or .gguf): config 'real'")
+    ap.add_argument("--prompt-words", type=int, default=None,
+                    help="override the config's prompt filler words (sequence length)")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="activation checkpointing in both trainers")
+    ap.add_argument("--modes", default="live,precomputed",
+                    help="reference modes to time (comma-separated)")
+    ap.add_argument("--memory-breakdown", action="store_true",
+                    help="only measure where one training step's memory goes (ours), without "
+                         "and with gradient checkpointing")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.model:
+        args.config = "real"
     cfg = dict(CONFIGS[args.config])
     if args.device == "cpu":
         cfg["precision"] = "no"
-    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v})
+    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch),
+                                  ("prompt_words", args.prompt_words)) if v})
+    cfg["gradient_checkpointing"] = args.gradient_checkpointing
     if args.worker:
         import torch
 
@@ -256,14 +360,30 @@ def main() -> None:
               "torch": torch.__version__, "trl": trl.__version__, "shape": cfg, "configs": {}}
     if args.device.startswith("cuda"):
         result["gpu"] = torch.cuda.get_device_name(0)
+    if args.model:
+        result["model"] = str(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build(cfg, Path(tmp), args.seed)
+        folder = (build_real(args.model, cfg, Path(tmp), args.seed) if args.model
+                  else build(cfg, Path(tmp), args.seed))
         torch.set_num_threads(args.threads)
+        if args.memory_breakdown:
+            result["memory"] = {}
+            for ckpt in (False, True):
+                args.gradient_checkpointing = ckpt
+                r = run_worker(args, "memory", "precomputed", folder)
+                result["memory"]["checkpointing" if ckpt else "plain"] = r
+                print(("checkpointing " if ckpt else "plain         ") + " ".join(
+                    f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            return
         diff = loss_diff(folder, cfg)
         result.update(loss_abs_diff=diff["loss_abs_diff"], loss_first_batch=diff)
         print(f"first-batch DPO loss: ours {diff['ours']:.8f}  TRL {diff['trl']:.8f}  "
               f"|diff| {diff['loss_abs_diff']:.2e}  same tokens: {diff['tokens_identical']}")
         for mode, key in (("live", "live_ref"), ("precomputed", "precomputed_ref")):
+            if mode not in args.modes.split(","):
+                continue
             runs: dict[str, list[dict]] = {"ours": [], "trl": []}
             for _ in range(args.repeats):
                 for fw in ("ours", "trl"):

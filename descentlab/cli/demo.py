@@ -13,6 +13,7 @@ import importlib
 import time
 from pathlib import Path
 
+from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 
 PARTS: dict[str, str] = {
@@ -57,4 +58,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parts", nargs="+", choices=list(PARTS), default=None,
                    help="run only these parts (default: all)")
     add_common_args(p)
-    p.set_defaults(run=run_demo)
+    # an earlier demo's part folders, or `plan`/`navigate` outputs at their defaults under it
+    p.set_defaults(run=run_demo, outputs=(folder("out", recognise=(*PARTS, "plan", "navigate")),))

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
 from descentlab.core.config import add_config_args, config_from_args
-from descentlab.core.errors import InputError
+from descentlab.core.errors import EXIT_FAILED, InputError
+from descentlab.core.outputs import folder
 
 SENSOR_PREFIX = {"soft": "soft_", "ray": ""}
 MAPPER_PREFIX = {"note": "note_", "logodds": ""}
-NAV_PRESETS = {
-    # the note's setup: its map, the soft sensor, the gradient mapper; one cell per step,
-    # a replan every step, the planner reads the mapper's estimate everywhere
-    "note": {"map": "note", "sensor": "soft", "mapper": "note",
-             "nav": {"k": 1, "replan": "always", "unknown": -1.0}},
-}
-
-
-@contextlib.contextmanager
-def _torch_threads(device, n: int = 1):
-    """One torch thread on CPU while navigating: the planner's tensors are small, and extra
-    threads only contend (about 3x slower with 2 threads on a busy 2-core machine)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _sensor_config(args):
@@ -49,7 +28,7 @@ def _mapper_config(args):
 
 
 def _nav_config(args):
-    from descentlab.planning.navigation import NavConfig
+    from descentlab.planning.navigation import NAV_PRESETS, NavConfig
 
     preset = getattr(args, "preset", None)
     base = NavConfig(**NAV_PRESETS[preset]["nav"]) if preset else None
@@ -70,6 +49,8 @@ def _planner_config(args):
 
 def _apply_preset(args) -> None:
     """Fill --map/--sensor/--mapper from --preset where the user did not set them."""
+    from descentlab.planning.navigation import NAV_PRESETS
+
     defaults = {"map": "note", "sensor": "ray", "mapper": "logodds"}
     preset = NAV_PRESETS.get(args.preset or "", {})
     for key, value in defaults.items():
@@ -105,14 +86,11 @@ def _problem(args):
 
 
 def run_navigate(args: argparse.Namespace) -> dict:
-    import numpy as np
-
     from descentlab.core.progress import progress
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
-    from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.navigation import make_navigator, navigate, step_limit
-    from descentlab.planning.sensors import make_sensor
+    from descentlab.planning import navigate
+    from descentlab.planning.navigation import step_limit
 
     _apply_preset(args)
     seed_everything(args.seed)
@@ -120,13 +98,12 @@ def run_navigate(args: argparse.Namespace) -> dict:
     grid, start, goal, optimal = _problem(args)
     sensor_cfg, mapper_cfg, nav = _sensor_config(args), _mapper_config(args), _nav_config(args)
     planner_cfg = _planner_config(args) if args.planner == "gradient" else None
-    sensor = make_sensor(args.sensor, sensor_cfg)
-    mapper = make_mapper(args.mapper, grid.shape, mapper_cfg)
-    navigator = make_navigator(args.planner, nav, planner_cfg, str(device), args.seed)
     record = bool(args.out)
-    with progress(total=step_limit(nav, optimal), desc=f"navigate {grid.name}") as bar, _torch_threads(device):
-        res = navigate(grid.occ, start, goal, sensor, mapper, navigator, nav,
-                       rng=np.random.default_rng(args.seed), optimal=optimal, record=record,
+    with progress(total=step_limit(nav, optimal), desc=f"navigate {grid.name}") as bar:
+        res = navigate(grid, start, goal, sensor=args.sensor, mapper=args.mapper,
+                       planner=args.planner, nav=nav, sensor_config=sensor_cfg,
+                       mapper_config=mapper_cfg, planner_config=planner_cfg,
+                       device=str(device), seed=args.seed, record=record,
                        on_step=lambda step, pos: bar.update(1))
     summary = res.summary()
     out = {"map": grid.name, "start": list(start), "goal": list(goal), "sensor": args.sensor,
@@ -143,13 +120,14 @@ def run_navigate(args: argparse.Namespace) -> dict:
         out["figures"]["gif"] = str(save_gif(grid.occ, res, start, goal, outdir / "navigation.gif"))
         out["figures"]["final"] = str(plot_final(grid.occ, res, start, goal,
                                                  outdir / "navigation_final.png",
-                                                 prob=mapper.prob, seen=mapper.seen))
+                                                 prob=res.estimate, seen=res.seen))
     print(format_table([{"map": grid.name, "planner": args.planner, "sensor": args.sensor,
                          "mapper": args.mapper, **{k: summary[k] for k in (
                              "success", "steps", "length_ratio", "replans", "bumps",
                              "time_per_step_ms_median", "map_accuracy_seen")}}]))
     if not res.success:
         print(f"did not reach the goal: {res.reason}")
+        args.exit_code = EXIT_FAILED
     for fig in out["figures"].values():
         print(f"wrote {fig}")
     return out
@@ -176,6 +154,7 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
     from descentlab.planning.nav_bench import BenchSetup, run_bench
+    from descentlab.planning.navigation import torch_threads
 
     if args.n < 1:
         raise InputError(f"must be >= 1, got {args.n}", where="--n")
@@ -186,7 +165,7 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     groups = _bench_problems(args)
     total = sum(len(p) for p in groups.values()) * len(args.planners)
     per_map, all_runs = {}, []
-    with progress(total=total, desc="nav-bench") as bar, _torch_threads(device):
+    with progress(total=total, desc="nav-bench") as bar, torch_threads(device):
         def log(planner, i, res, name=""):
             bar.update(1)
             print(f"{name} #{i} {planner}: {res.reason}, steps {res.steps}, "
@@ -218,7 +197,8 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
         for planner, s in res["summary"].items():
             rows.append({"maps": name, "planner": planner, **{k: s[k] for k in (
                 "success_rate", "length_ratio_mean", "bumps_mean", "replans_mean",
-                "time_per_step_ms_median", "map_accuracy_seen")}})
+                "time_per_step_ms_median", "time_per_replan_ms_median",
+                "map_accuracy_seen")}})
     print(format_table(rows))
     if "gradient_vs_astar_length" in out:
         print(f"gradient_vs_astar_length: {out['gradient_vs_astar_length']:.4f}")
@@ -243,7 +223,11 @@ def _pool(per_map: dict, planners) -> dict:
             "replans_mean": float(np.mean([r["replans"] for r in rows])),
             "time_per_step_ms_median": float(np.median([r["time_per_step_ms_median"]
                                                         for r in rows])),
+            "time_per_replan_ms_median": float(np.median([r["time_per_replan_ms_median"]
+                                                          for r in rows])),
             "map_accuracy_seen": float(np.nanmean([r["map_accuracy_seen"] for r in rows])),
+            "failures": {k: sum(r["reason"] == k for r in rows if not r["success"])
+                         for k in sorted({r["reason"] for r in rows if not r["success"]})},
         }
     if "gradient" in planners and "astar" in planners:
         pairs = {}
@@ -309,10 +293,12 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
 
 def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``navigate`` flags (also used by the demo part)."""
-    from descentlab.cli.main import add_common_args
+    from descentlab.cli.main import ArgumentParser, add_common_args
     from descentlab.planning.navigation import NAVIGATORS
 
-    p = parser or argparse.ArgumentParser(prog="descentlab navigate")
+    p = parser or ArgumentParser(prog="descentlab navigate")
+    from descentlab.planning.navigation import NAV_PRESETS
+
     p.add_argument("--preset", choices=list(NAV_PRESETS), default=None,
                    help="note: the note's setup (its 20x20 map, soft sensor, gradient mapper, "
                         "one cell per step, replanning every step); flags override it")
@@ -332,7 +318,8 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
                    help="folder for the GIF and the final figure ('' = none)")
     _add_shared_args(p, bench=False)
     add_common_args(p)
-    p.set_defaults(run=run_navigate)
+    p.set_defaults(run=run_navigate, outputs=(folder(
+        "out", recognise=("navigation.gif", "navigation_final.png")),))
     return p
 
 

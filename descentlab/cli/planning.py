@@ -8,90 +8,77 @@ import sys
 from pathlib import Path
 
 from descentlab.core.config import add_config_args, config_from_args
-from descentlab.core.errors import InputError
+from descentlab.core.errors import EXIT_FAILED, InputError
+from descentlab.core.outputs import folder
 
 
 def _planner_config(args: argparse.Namespace):
-    """The preset the planner name implies, with the user's flags on top."""
-    from descentlab.planning.planner import PRESETS, PlannerConfig
+    """(config, preset) the planner name implies, with the user's flags on top."""
+    from descentlab.planning import PRESETS, PlannerConfig
+    from descentlab.planning.api import resolve_preset
 
-    if args.planner == "astar":
-        return None
-    seeded = args.planner == "gradient-astar-init" or getattr(args, "init", None) == "astar"
-    name = "astar" if seeded else (args.preset or "default")
+    name = resolve_preset(args.planner, args.preset, getattr(args, "init", None))
+    if name is None:
+        return None, None
     try:
-        return config_from_args(PlannerConfig, args, base=PRESETS[name])
+        return config_from_args(PlannerConfig, args, base=PRESETS[name]), name
     except ValueError as e:
         raise InputError(str(e), where="planner options") from None
-
-
-def _planner_name(args: argparse.Namespace) -> str:
-    if args.planner == "gradient" and getattr(args, "init", None) == "astar":
-        return "gradient-astar-init"
-    return args.planner
 
 
 def run_plan(args: argparse.Namespace) -> dict:
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
-    from descentlab.planning.bench import PLANNERS
-    from descentlab.planning.grid import NOTE_GOAL, NOTE_START, load_map, parse_cell
+    from descentlab.planning import load_map, plan
+    from descentlab.planning.grid import NOTE_GOAL, NOTE_START, parse_cell
     from descentlab.planning.search import astar
     from descentlab.planning.viz import plot_loss_curves, plot_plan
 
     seed_everything(args.seed)
     device = resolve_device(args.device)
     grid = load_map(args.map)
-    is_note = args.map == "note"
-    if (args.start is None or args.goal is None) and not is_note:
+    if (args.start is None or args.goal is None) and args.map != "note":
         raise InputError("--start and --goal are required for this map", where="--start/--goal")
     start = parse_cell(args.start, "--start") if args.start else NOTE_START
     goal = parse_cell(args.goal, "--goal") if args.goal else NOTE_GOAL
     grid.check_cell(start, "--start")
     grid.check_cell(goal, "--goal")
-    ref = astar(grid.occ, start, goal)
-    if ref is None:
-        raise InputError(f"the goal {goal} cannot be reached from {start} on this map",
-                         where="--goal")
-    cfg = _planner_config(args)
+    cfg, preset = _planner_config(args)
     if cfg is not None and args.out:
         cfg = dataclasses.replace(cfg, record_every=max(1, (cfg.coarse_iters + cfg.fine_iters) // 40))
-    name = _planner_name(args)
-    res = PLANNERS[name](grid.occ, [start], [goal], cfg, device, args.seed)[0]
-    out = {
-        "planner": name, "preset": None if cfg is None else (args.preset or "default"),
-        "map": grid.name, "start": list(start), "goal": list(goal), "valid": res.valid,
-        "reason": res.reason, "length": res.length, "astar_length": ref.length,
-        "length_ratio": res.length / ref.length if ref.length > 0 else None,
-        "seconds": res.seconds, "starts_valid": res.starts_valid,
-        "waypoints": res.waypoints.round(4).tolist(), "cells": res.cells.tolist(),
-        "config": None if cfg is None else dataclasses.asdict(cfg), "figures": {},
-    }
+    res = plan(grid, start, goal, planner=args.planner, config=cfg, device=str(device),
+               seed=args.seed)
+    res.preset = preset
+    out = {"map": grid.name, "start": list(start), "goal": list(goal), **res.to_dict(),
+           "figures": {}}
     if args.out:
+        ref = astar(grid.occ, start, goal)
         outdir = Path(args.out)
         out["figures"]["plan"] = str(plot_plan(
             grid.occ, start, goal, outdir / "plan.png", waypoints=res.waypoints,
             history=res.history, cells=res.cells, reference_cells=ref.cells,
-            title=f"{name} on {grid.name}: {'valid' if res.valid else 'INVALID'}, "
-                  f"length {res.length:.1f} (A* {ref.length:.1f})"))
+            title=f"{args.planner} on {grid.name}: {'valid' if res.valid else 'INVALID'}, "
+                  f"length {res.length:.1f} (A* {res.astar_length:.1f}, "
+                  f"any-angle {res.anyangle_length:.1f})"))
         if res.loss:
             out["figures"]["loss"] = str(plot_loss_curves({"total loss": res.loss},
                                                           outdir / "loss.png"))
     print(format_table([{k: out[k] for k in ("planner", "map", "start", "goal", "valid",
-                                             "length", "astar_length", "length_ratio",
-                                             "seconds")}]))
+                                             "length", "astar_length", "anyangle_length",
+                                             "length_ratio", "seconds")}]))
     if res.reason:
         print(f"invalid: {res.reason}")
     for fig in out["figures"].values():
         print(f"wrote {fig}")
+    if not res.valid:
+        args.exit_code = EXIT_FAILED  # ran, but the plan is invalid
     return out
 
 
 def run_plan_bench(args: argparse.Namespace) -> dict:
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
-    from descentlab.planning.bench import plan_bench
-    from descentlab.planning.grid import load_map, load_scenarios, sample_scenarios
+    from descentlab.planning import load_map, load_scenarios, plan_bench, sample_scenarios
 
     seed_everything(args.seed)
     device = resolve_device(args.device)
@@ -105,43 +92,58 @@ def run_plan_bench(args: argparse.Namespace) -> dict:
     scenarios = [s for s in scenarios if s.start != s.goal]
     if not scenarios:
         raise InputError("no scenarios with start != goal", where=scen_path)
-    res = plan_bench(grid, scenarios, _planner_name(args), _planner_config(args), device,
-                     args.seed, args.batch, log=lambda m: print(m, file=sys.stderr, flush=True))
+    cfg, preset = _planner_config(args)
+    res = plan_bench(grid, scenarios, args.planner, cfg, device, args.seed, args.batch,
+                     log=lambda m: print(m, file=sys.stderr, flush=True),
+                     references=not args.no_anyangle)
+    res["preset"] = preset
     print(format_table(res["per_bucket"], ["bucket", "optimal_length", "valid", "length_ratio",
-                                           "time_s", "astar_time_s"]))
+                                           "length_ratio_anyangle", "fallback", "time_s",
+                                           "astar_time_s"]))
     print()
     print(format_table([{k: res[k] for k in ("planner", "map", "n", "success_rate",
-                                             "length_ratio_median", "time_per_plan_s_median",
-                                             "astar_time_per_plan_s_median")}]))
+                                             "length_ratio_median",
+                                             "length_ratio_anyangle_median", "fallbacks",
+                                             "time_per_plan_s_median",
+                                             "astar_time_per_plan_s_median",
+                                             "time_ratio_vs_astar")}]))
     return res
 
 
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
-    """Plan on the note's map (note preset and default) and on the embedded MovingAI map."""
+    """Plan on the note's map (default and the note's own preset) and on the embedded
+    MovingAI arena2 map (gradient and gradient-astar-init), through the library API."""
+    from descentlab.planning import load_map, load_scenarios, plan, sample_scenarios
     from descentlab.planning.grid import NOTE_GOAL, NOTE_START
+    from descentlab.planning.search import astar
+    from descentlab.planning.viz import plot_plan
 
-    parts = {}
-    common = dict(device=args.device, seed=args.seed, json=None, start=None, goal=None,
-                  scen=None, batch=0)
-    runs = {
-        "note_map_default": dict(map="note", planner="gradient", preset="default"),
-        "note_map_note_preset": dict(map="note", planner="gradient", preset="note"),
-    }
     mai = Path(__file__).resolve().parents[1] / "planning" / "data" / "arena2.map"
-    from descentlab.planning.grid import load_scenarios, sample_scenarios
-
+    arena = load_map(mai)
     sc = sample_scenarios(load_scenarios(f"{mai}.scen"), 5)[1]  # a short-to-mid scenario
-    for planner in ("gradient", "gradient-astar-init"):
-        runs[f"arena2_{planner}"] = dict(map=str(mai), planner=planner, preset=None,
-                                         start=f"{sc.start[0]},{sc.start[1]}",
-                                         goal=f"{sc.goal[0]},{sc.goal[1]}")
-    for key, kw in runs.items():
-        ns = argparse.Namespace(**{**common, **kw, "out": str(out_dir / key)})
-        if kw["map"] == "note":
-            ns.start, ns.goal = ",".join(map(str, NOTE_START)), ",".join(map(str, NOTE_GOAL))
-        res = run_plan(ns)
-        parts[key] = {k: res[k] for k in ("planner", "map", "valid", "length", "astar_length",
-                                          "length_ratio", "seconds", "figures")}
+    runs = {
+        "note_map_default": (load_map("note"), NOTE_START, NOTE_GOAL, "gradient", "default"),
+        "note_map_note_preset": (load_map("note"), NOTE_START, NOTE_GOAL, "gradient", "note"),
+        "arena2_gradient": (arena, sc.start, sc.goal, "gradient", None),
+        "arena2_gradient-astar-init": (arena, sc.start, sc.goal, "gradient-astar-init", None),
+    }
+    parts = {}
+    for key, (grid, s, g, planner, preset) in runs.items():
+        res = plan(grid, s, g, planner=planner, preset=preset, device=args.device,
+                   seed=args.seed, record_every=10)
+        fig = plot_plan(grid.occ, s, g, out_dir / key / "plan.png", waypoints=res.waypoints,
+                        history=res.history, cells=res.cells,
+                        reference_cells=astar(grid.occ, s, g).cells,
+                        title=f"{planner} ({res.preset}) on {grid.name}: "
+                              f"{'valid' if res.valid else 'INVALID'}, length {res.length:.1f} "
+                              f"(A* {res.astar_length:.1f}, any-angle {res.anyangle_length:.1f})")
+        parts[key] = {"planner": planner, "preset": res.preset, "map": grid.name,
+                      "valid": res.valid, "length": res.length,
+                      "astar_length": res.astar_length, "length_ratio": res.length_ratio,
+                      "length_ratio_anyangle": res.length_ratio_anyangle,
+                      "seconds": res.seconds, "figures": {"plan": str(fig)}}
+        print(f"{key}: valid {res.valid}, length / A* {res.length_ratio:.3f}, "
+              f"/ any-angle {res.length_ratio_anyangle:.3f}, {res.seconds:.2f} s", flush=True)
     summary = {f"{k}.valid": v["valid"] for k, v in parts.items()}
     summary.update({f"{k}.length_ratio": v["length_ratio"] for k, v in parts.items()})
     return {"summary": summary, "runs": parts}
@@ -152,9 +154,13 @@ def _add_planner_args(p: argparse.ArgumentParser) -> None:
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
     p.add_argument("--planner", choices=list(PLANNERS), default="gradient",
-                   help="gradient (pure, no search), gradient-astar-init (refine A*), astar")
+                   help="gradient (the potential's route refined by descent; no search), "
+                        "gradient-astar-init (refine the A* path), astar, anyangle (the exact "
+                        "any-angle optimum, a reference)")
     p.add_argument("--preset", choices=list(PRESETS), default=None,
-                   help="gradient planner preset: default, note (the note's own setup), astar")
+                   help="gradient planner preset: default, line (local descent from a line, "
+                        "the research baseline), note (the note's own setup), astar "
+                        "(default: the planner's own, or the one --init implies)")
     add_config_args(p, PlannerConfig, skip=("record_every",))
 
 
@@ -169,7 +175,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="descentlab-out/plan", help="figure folder ('' = none)")
     _add_planner_args(p)
     add_common_args(p)
-    p.set_defaults(run=run_plan)
+    p.set_defaults(run=run_plan, outputs=(folder("out", recognise=("plan.png", "loss.png")),))
 
     b = sub.add_parser("plan-bench", help="benchmark a planner on MovingAI scenarios",
                        description="Success rate, length ratio and time per plan on a .scen.")
@@ -179,6 +185,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="N scenarios spread evenly over the buckets (default: all)")
     b.add_argument("--batch", type=int, default=0,
                    help="problems per batched tensor (default 0: all at once)")
+    b.add_argument("--no-anyangle", action="store_true",
+                   help="skip the exact any-angle reference lengths")
     _add_planner_args(b)
     add_common_args(b)
     b.set_defaults(run=run_plan_bench)

@@ -4,7 +4,9 @@
 with a tokenizer trained on the data) on TRL-format preference data with any loss of the
 registry (offline), or with ``--onpolicy`` on pairs sampled from the policy and labelled
 by a reward (``pdpo``: the proper on-policy loss of note C). Writes ``OUT/train_log.jsonl``,
-``OUT/training.png``, ``OUT/checkpoint.pt`` and the final model in ``OUT/model``.
+``OUT/training.png``, ``OUT/checkpoint.pt`` and the final model in ``OUT/model``. With
+``--eval-data`` held-out pairs are scored every ``--eval-every`` steps and at the end
+(``eval/…`` in the log and the figure).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from descentlab.core.config import add_config_args, config_from_args
 from descentlab.core.table import format_table
 from descentlab.lm.tiny import TinyLMConfig
 from descentlab.preference.losses import LossParams
-from descentlab.preference.offline import PrefConfig, PrefTrainConfig
+from descentlab.preference.offline import PrefConfig, PrefTrainConfig, train_config_for
 from descentlab.preference.onpolicy import OnPolicyConfig
 
 SUMMARY_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen",
                 "rewards/rejected", "logps/chosen", "logps/rejected", "lengths/chosen",
-                "lengths/rejected", "oracle/reward", "pdpo/objective", "is/ess")
+                "lengths/rejected", "oracle/reward", "pdpo/objective", "is/ess",
+                "dpo_bg/margins", "dpo_bg/accuracies", "pdpo/margins", "eval/loss",
+                "eval/rewards/accuracies", "eval/rewards/margins", "eval/logps_delta/chosen",
+                "eval/logps_delta/rejected")
 
 
 def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accelerator):
@@ -62,10 +67,18 @@ def run_train(args: argparse.Namespace) -> dict:
     pref = config_from_args(PrefConfig, args)
     if args.onpolicy and args.loss is None:
         pref = dataclasses.replace(pref, loss="pdpo")
-    tcfg = dataclasses.replace(config_from_args(PrefTrainConfig, args), seed=args.seed)
+    tcfg = dataclasses.replace(config_from_args(PrefTrainConfig, args,
+                                                base=train_config_for(args.model)),
+                               seed=args.seed)
     tiny = config_from_args(TinyLMConfig, args)
     onp = config_from_args(OnPolicyConfig, args)
     rows = load_rows(args.data, require_responses=not args.onpolicy)
+    eval_rows = load_rows(args.eval_data) if args.eval_data else None
+    if tcfg.eval_every and eval_rows is None:
+        from descentlab.core.errors import InputError
+
+        raise InputError("there is nothing to evaluate: give held-out pairs with --eval-data",
+                         where="--eval-every")
     acc = make_accelerator(tcfg.precision, device)
     if not acc.is_main_process:
         args.json = None
@@ -80,13 +93,13 @@ def run_train(args: argparse.Namespace) -> dict:
         res = train_onpolicy(model, tok, [r["prompt"] for r in rows], pref=pref, params=params,
                              onp=onp, train_cfg=tcfg, out_dir=out, accelerator=acc,
                              reward=load_reward(onp.reward, acc.device), ref_model=ref_model,
-                             resume=args.resume)
+                             resume=args.resume, eval_rows=eval_rows, model_source=source)
     else:
         from descentlab.preference.offline import train_offline
 
         res = train_offline(model, tok, rows, pref=pref, params=params, train_cfg=tcfg,
                             out_dir=out, accelerator=acc, ref_model=ref_model,
-                            model_source=source, resume=args.resume)
+                            model_source=source, resume=args.resume, eval_rows=eval_rows)
     model_dir = out / "model"
     if acc.is_main_process:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +117,14 @@ def run_train(args: argparse.Namespace) -> dict:
                          "tiny": tiny if args.model == "tiny" else None},
               "history": res.history, "model": str(model_dir), "out": str(out),
               "figures": [str(figure)] if figure else [], "seconds": round(res.seconds, 2),
-              "processes": acc.num_processes}
+              "processes": acc.num_processes,
+              "sample_seconds": round(res.sample_seconds, 3), "sample_tokens": res.sample_tokens,
+              "truncation": res.truncation.as_dict() if res.truncation else None,
+              "eval_truncation": res.eval_truncation.as_dict() if res.eval_truncation else None}
     if acc.is_main_process:
+        for what, rep in (("train data", res.truncation), ("eval data", res.eval_truncation)):
+            if rep is not None:
+                print(f"{what}: {rep.line()}")
         print(format_table([{"metric": k, "value": v} for k, v in summary.items()],
                            ["metric", "value"]))
         print(f"\nlog {res.log_path}; model {model_dir}; figure {figure}")
@@ -121,12 +140,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = psub.add_parser("train", help="train a causal LM on preference data",
                         description=__doc__.split("\n\n")[1])
     t.add_argument("--model", default="tiny",
-                   help="local model folder, or 'tiny' (random-init GPT-2 + tokenizer trained "
-                        "on the data) (default: %(default)s)")
+                   help="local model folder, a local .gguf file (dequantised on load; needs "
+                        "descentlab[real]), or 'tiny' (random-init GPT-2 + tokenizer trained "
+                        "on the data; trains at lr 5e-4 unless --lr is given) "
+                        "(default: %(default)s)")
     t.add_argument("--data", required=True,
                    help="preference data: JSONL with prompt/chosen/rejected (text or chat "
                         "messages) or a datasets save_to_disk folder; with --onpolicy only "
                         "'prompt' is needed")
+    t.add_argument("--eval-data", default=None,
+                   help="held-out preference pairs (same formats as --data): accuracy, "
+                        "margins and log-prob changes every --eval-every steps and at the end")
     t.add_argument("--out", default="prefopt-out", help="output folder (default: %(default)s)")
     t.add_argument("--onpolicy", action="store_true",
                    help="sample pairs from the policy and label them with --reward "

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from descentlab.core.config import add_config_args, config_from_args
-from descentlab.core.errors import InputError
+from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 from descentlab.core.training import TrainConfig
 from descentlab.lm.tiny import TinyLMConfig
@@ -69,7 +69,7 @@ def run_merge(args: argparse.Namespace) -> dict:
     from descentlab.rag.experiment import merge_results
     from descentlab.rag.viz import plot_experiment
 
-    result = merge_results([read_json(p) for p in args.results])
+    result = merge_results([read_json(p) for p in args.results], names=list(args.results))
     result["figures"] = [str(p) for p in plot_experiment(result, args.out)]
     print(experiment_table(result))
     return result
@@ -81,7 +81,7 @@ def run_index(args: argparse.Namespace) -> dict:
 
     corpus = load_corpus(args.corpus)
     index = BM25Index(corpus, k1=args.k1, b=args.b, method=args.method)
-    path = index.save(args.out)
+    path = index.save(args.out, overwrite=args.overwrite)
     result = {"docs": len(corpus), "entities": len(corpus.entity_names),
               "vocab": len(index.vocab), "index": str(path)}
     print(format_table([result]))
@@ -132,14 +132,13 @@ def run_train(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> dict:
-    from descentlab.core.io import read_jsonl
     from descentlab.lm.tiny import load_model_and_tokenizer
     from descentlab.rag import evaluate as ev
     from descentlab.rag.corpus import load_corpus
     from descentlab.rag.retrieval import build_retriever
-    from descentlab.rag.synthetic import Probe
 
     corpus = load_corpus(args.corpus)
+    probes = ev.load_probes(args.probes) if args.probes else None  # all input checked first
     model, tokenizer = load_model_and_tokenizer(args.model)
     from descentlab.core.seeding import resolve_device
 
@@ -151,20 +150,7 @@ def run_eval(args: argparse.Namespace) -> dict:
     result = {"docs": len(docs),
               "ppl_no_retrieval": ev.perplexity(reader, corpus, docs, None, seed=args.seed),
               "ppl_retrieval": ev.perplexity(reader, corpus, docs, retriever, seed=args.seed)}
-    if args.probes:
-        probes = []
-        for lineno, obj in read_jsonl(args.probes):
-            for f in ("prompt", "answer"):
-                if not isinstance(obj.get(f), str) or not obj[f].strip():
-                    raise InputError(f"field {f!r} must be non-empty text",
-                                     where=f"{args.probes}:{lineno}")
-            cands = tuple(obj.get("candidates") or (obj["answer"],))
-            if obj["answer"] not in cands:
-                cands = (obj["answer"], *cands)
-            probes.append(Probe(str(obj.get("entity", "")), "", obj["prompt"], obj["answer"],
-                                obj["answer"], cands))
-        if not probes:
-            raise InputError("no probes in the file", where=args.probes)
+    if probes:
         for name, r in (("no_retrieval", None), ("retrieval", retriever)):
             s = ev.score_probes(reader, probes, r)
             result[f"qa_em_{name}"] = float(s["em"].mean())
@@ -215,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p, TinyLMConfig)
     add_config_args(p, TrainConfig)
     add_common_args(p)
-    p.set_defaults(run=run_experiment_cmd)
+    p.set_defaults(run=run_experiment_cmd, outputs=(folder("out", recognise=("seed0",)),))
 
     p = rs.add_parser("merge", help="merge experiment JSONs of other seeds (same config)",
                       description="Merge `rag experiment --json` results that differ only in "
@@ -224,19 +210,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="rag-experiment", help="folder for the figures "
                                                            "(default: %(default)s)")
     add_common_args(p, device=False)
-    p.set_defaults(run=run_merge)
+    p.set_defaults(run=run_merge, outputs=(folder("out", recognise=("qa.png",)),))
 
     p = rs.add_parser("index", help="build a BM25 index of a corpus",
                       description="Index documents with bm25s and save the index folder.")
     p.add_argument("--corpus", required=True, help=CORPUS_HELP)
-    p.add_argument("--out", required=True, help="index folder to write")
+    p.add_argument("--out", required=True,
+                   help="index folder: new, empty or an earlier index (other files in it are "
+                        "kept; a folder of anything else needs --overwrite)")
     p.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default: %(default)s)")
     p.add_argument("--b", type=float, default=0.75, help="BM25 b (default: %(default)s)")
     p.add_argument("--method", default="lucene",
                    choices=("lucene", "robertson", "atire", "bm25l", "bm25+"),
                    help="bm25s variant (default: %(default)s)")
     add_common_args(p, device=False)
-    p.set_defaults(run=run_index)
+    p.set_defaults(run=run_index, outputs=(folder("out"),))
 
     p = rs.add_parser("train", help="train a causal LM with a retrieval-augmented objective",
                       description="Train on --corpus (targets) with passages retrieved from it "
@@ -255,7 +243,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p, TinyLMConfig)
     add_config_args(p, TrainConfig)
     add_common_args(p)
-    p.set_defaults(run=run_train)
+    p.set_defaults(run=run_train, outputs=(folder("out"),))
 
     p = rs.add_parser("eval", help="perplexity with/without retrieval, cloze QA",
                       description="Evaluate a trained model folder on a corpus (and probes).")

@@ -1,10 +1,17 @@
-"""User-facing errors: one clear line, exit code 2, never a traceback."""
+"""User-facing errors: one clear line, exit code 2, never a traceback.
+
+Exit codes of the ``descentlab`` command: :data:`EXIT_OK` (0) success, :data:`EXIT_FAILED`
+(1) the command ran but failed (an invalid plan, a goal not reached, an OS error while
+writing), :data:`EXIT_INPUT_ERROR` (2) bad input (an :class:`InputError` or a usage error).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_INPUT_ERROR = 2
 
 

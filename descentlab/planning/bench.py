@@ -4,7 +4,9 @@
 
 * ``gradient`` — the pure gradient planner (no search), preset ``default`` unless given;
 * ``gradient-astar-init`` — gradient refinement of the A* path (preset ``astar``);
-* ``astar`` — the A* baseline itself (8-connected, octile, no corner cutting).
+* ``astar`` — the A* baseline itself (8-connected, octile, no corner cutting);
+* ``anyangle`` — the exact any-angle optimum (visibility graph over convex corners, a search:
+  the reference limit, not a method of this package).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from descentlab.planning.anyangle import anyangle_lengths
+from descentlab.planning.discretize import cell_path_from_waypoints
 from descentlab.planning.grid import GridMap, Scenario
 from descentlab.planning.planner import PRESETS, GradientPlanner, PlannerConfig, PlanResult
 from descentlab.planning.search import astar
@@ -45,21 +49,45 @@ def _astar(occ, starts, goals, config, device, seed) -> list[PlanResult]:
     return out
 
 
+def _anyangle(occ, starts, goals, config, device, seed) -> list[PlanResult]:
+    from descentlab.planning.anyangle import AnyAngleMap
+
+    occ = np.asarray(occ, dtype=bool)
+    ref = AnyAngleMap(occ)
+    out = []
+    for s, g in zip(starts, goals):
+        t0 = time.perf_counter()
+        res = ref.path(tuple(s), tuple(g))
+        dt = time.perf_counter() - t0
+        if res is None:
+            out.append(PlanResult(np.zeros((0, 2)), np.zeros((0, 2), int), False, float("nan"),
+                                  reason="unreachable", seconds=dt))
+            continue
+        # legal by construction (it may touch obstacle corners and edges, so its cell path,
+        # kept for display, can touch blocked cells: the optimum has zero clearance)
+        cells = cell_path_from_waypoints(res.points, occ)
+        out.append(PlanResult(res.points, cells, True, res.length, seconds=dt, starts_valid=1))
+    return out
+
+
 PLANNERS: dict[str, PlannerFn] = {
     "gradient": _gradient,
     "gradient-astar-init": _gradient_astar,
     "astar": _astar,
+    "anyangle": _anyangle,
 }
 
 
 def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
                config: PlannerConfig | None = None, device: str = "cpu", seed: int = 0,
-               batch: int = 0, log: Callable[[str], None] | None = None) -> dict:
+               batch: int = 0, log: Callable[[str], None] | None = None,
+               references: bool = True) -> dict:
     """Run ``planner`` on every scenario (``batch`` problems per tensor; 0 = all at once).
 
     Reports success (valid cell path), continuous length / scenario optimal length over
     successes, time per plan (batched time divided by the batch), and the A* time per plan
-    on the same scenarios, measured in the same run.
+    on the same scenarios, measured in the same run. With ``references`` the exact any-angle
+    optimum (anyangle.py) is computed too and lengths are also reported against it.
     """
     fn = PLANNERS[planner]
     batch = batch or len(scenarios)
@@ -74,22 +102,37 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
             log(f"{planner}: {done}/{len(scenarios)} planned, {ok} valid")
     astar_times = [r.seconds for r in _astar(grid.occ, [s.start for s in scenarios],
                                               [s.goal for s in scenarios], None, device, seed)]
+    anyangle = (anyangle_lengths(grid.occ, [s.start for s in scenarios],
+                                 [s.goal for s in scenarios]) if references
+                else np.full(len(scenarios), np.nan))
     rows = []
-    for sc, res, at in zip(scenarios, results, astar_times):
+    for sc, res, at, aa in zip(scenarios, results, astar_times, anyangle):
+        ok_aa = res.valid and bool(np.isfinite(aa)) and aa > 0
         rows.append({"bucket": sc.bucket, "start": list(sc.start), "goal": list(sc.goal),
-                     "optimal_length": sc.optimal_length, "valid": res.valid,
+                     "optimal_length": sc.optimal_length,
+                     "anyangle_length": float(aa) if np.isfinite(aa) else None,
+                     "valid": res.valid,
                      "length": res.length if res.valid else None,
                      "length_ratio": res.length / sc.optimal_length if res.valid else None,
+                     "length_ratio_anyangle": res.length / aa if ok_aa else None,
                      "time_s": res.seconds, "astar_time_s": at, "fallback": res.fallback,
                      "reason": res.reason})
     ratios = [r["length_ratio"] for r in rows if r["valid"]]
+    ratios_aa = [r["length_ratio_anyangle"] for r in rows if r["length_ratio_anyangle"] is not None]
     stages = sorted({k for r in results for k in r.timings})
     return {
         "planner": planner, "map": grid.name, "device": str(device), "n": len(rows),
         "success_rate": float(np.mean([r["valid"] for r in rows])) if rows else 0.0,
         "length_ratio_median": float(np.median(ratios)) if ratios else None,
         "length_ratio_max": float(np.max(ratios)) if ratios else None,
+        "length_ratio_anyangle_median": float(np.median(ratios_aa)) if ratios_aa else None,
+        "length_ratio_anyangle_max": float(np.max(ratios_aa)) if ratios_aa else None,
+        "anyangle_over_octile_median": (float(np.median([
+            r["anyangle_length"] / r["optimal_length"] for r in rows
+            if r["anyangle_length"] and r["optimal_length"] > 0])) if references else None),
         "time_per_plan_s_median": float(np.median([r["time_s"] for r in rows])),
+        "time_ratio_vs_astar": (float(np.median([r["time_s"] for r in rows]))
+                                / max(1e-12, float(np.median(astar_times)))),
         "fallbacks": int(sum(r.fallback for r in results)),
         "stage_seconds_per_plan": {k: float(np.median([r.timings.get(k, 0.0) for r in results]))
                                    for k in stages},

@@ -287,6 +287,16 @@ def load_map(spec: str | os.PathLike) -> GridMap:
     return loader(p)
 
 
+def as_grid(map_: GridMap | str | os.PathLike | np.ndarray, name: str = "array") -> GridMap:
+    """A GridMap from a GridMap, a map name or file (:func:`load_map`), or an (H, W) array
+    (bool, True = obstacle; or obstacle probabilities, ≥ 0.5 = obstacle)."""
+    if isinstance(map_, GridMap):
+        return map_
+    if isinstance(map_, np.ndarray):
+        return GridMap(map_ if map_.dtype == bool else map_ >= 0.5, name)
+    return load_map(map_)
+
+
 # ------------------------------------------------------------------------- scenarios
 
 _SCEN_FIELDS = ("bucket", "map", "width", "height", "start_x", "start_y", "goal_x", "goal_y",

@@ -70,9 +70,9 @@ class NoteMapperConfig:
 
     def __post_init__(self):
         if self.steps < 1:
-            raise InputError(f"must be >= 1, got {self.steps}", where="--note-steps")
+            raise InputError(f"must be >= 1, got {self.steps}", where="steps")
         if not self.lr > 0:
-            raise InputError(f"must be > 0, got {self.lr}", where="--note-lr")
+            raise InputError(f"must be > 0, got {self.lr}", where="lr")
 
 
 class NoteMapper(_SeenMixin):
@@ -147,16 +147,16 @@ class LogOddsConfig:
 
     def __post_init__(self):
         if self.prior not in PRIORS:
-            raise InputError(f"must be one of {PRIORS}, got {self.prior!r}", where="--prior")
+            raise InputError(f"must be one of {PRIORS}, got {self.prior!r}", where="prior")
         for name in ("free_prior", "p_hit", "p_false"):
             v = getattr(self, name)
             if not 0 < v < 1:
-                raise InputError(f"must be in (0, 1), got {v}", where="--" + name.replace("_", "-"))
+                raise InputError(f"must be in (0, 1), got {v}", where=name)
         if not self.p_hit > self.p_false:
             raise InputError("p_hit must exceed p_false (else a hit is not evidence)",
-                             where="--p-hit")
+                             where="p_hit")
         if not self.clamp > 0:
-            raise InputError(f"must be > 0, got {self.clamp}", where="--clamp")
+            raise InputError(f"must be > 0, got {self.clamp}", where="clamp")
 
     @property
     def prior_p(self) -> float:
@@ -215,7 +215,7 @@ def make_mapper(name: str, shape: tuple[int, int], config=None):
     """Build mapper ``name`` for a map of ``shape`` (default config when None)."""
     if name not in MAPPERS:
         raise InputError(f"unknown mapper {name!r}; choose from {', '.join(MAPPERS)}",
-                         where="--mapper")
+                         where="mapper")
     cfg_cls, cls = MAPPERS[name]
     return cls(config if config is not None else cfg_cls(), shape)
 

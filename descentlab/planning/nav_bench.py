@@ -109,7 +109,7 @@ class BenchSetup:
 def run_one(problem: Problem, planner: str, setup: BenchSetup, index: int):
     """One navigation run; the sensor noise is seeded by problem, the same for every planner."""
     from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.navigation import make_navigator, navigate
+    from descentlab.planning.navigation import make_navigator, run_loop
     from descentlab.planning.sensors import make_sensor
 
     sensor = make_sensor(setup.sensor, setup.sensor_config)
@@ -117,7 +117,7 @@ def run_one(problem: Problem, planner: str, setup: BenchSetup, index: int):
     nav = make_navigator(planner, setup.nav, setup.planner_config, setup.device,
                          setup.seed + index)
     rng = np.random.default_rng([setup.seed, index])
-    return navigate(problem.grid.occ, problem.start, problem.goal, sensor, mapper, nav,
+    return run_loop(problem.grid.occ, problem.start, problem.goal, sensor, mapper, nav,
                     setup.nav, rng=rng, optimal=problem.optimal)
 
 

@@ -19,6 +19,7 @@ estimate thresholded at 0.5 with unseen cells free — the freespace assumption)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -54,28 +55,27 @@ class NavConfig:
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up after this many steps in a row without moving (or "
                                  "without a plan)")
-    max_starts: int = option(32, "gradient planner: most multi-starts when a stalled bot replans "
-                                 "cold again (the count doubles per stalled replan)")
     crop_margin: int = option(16, "gradient planner: plan on the box around the bot, the goal "
-                                  "and the warm start plus this margin (cells outside = walls; "
-                                  "doubles with the starts when stalled)")
+                                  "and the warm start plus this margin (cold plans: at least the "
+                                  "bot-goal distance; cells outside = walls; the whole estimate "
+                                  "when the box has no way)")
 
     def __post_init__(self):
         if self.k < 1:
-            raise InputError(f"must be >= 1, got {self.k}", where="--k")
+            raise InputError(f"must be >= 1, got {self.k}", where="k")
         if self.replan not in REPLAN_POLICIES:
             raise InputError(f"must be one of {REPLAN_POLICIES}, got {self.replan!r}",
-                             where="--replan")
-        if self.replan_iters < 1:
-            raise InputError(f"must be >= 1, got {self.replan_iters}", where="--replan-iters")
+                             where="replan")
+        if self.replan_iters < 0:
+            raise InputError(f"must be >= 0, got {self.replan_iters}", where="replan_iters")
         if self.unknown > 1:
-            raise InputError(f"must be <= 1, got {self.unknown}", where="--unknown")
+            raise InputError(f"must be <= 1, got {self.unknown}", where="unknown")
         if self.stall_limit < 1:
-            raise InputError(f"must be >= 1, got {self.stall_limit}", where="--stall-limit")
+            raise InputError(f"must be >= 1, got {self.stall_limit}", where="stall_limit")
         if self.crop_margin < 1:
-            raise InputError(f"must be >= 1, got {self.crop_margin}", where="--crop-margin")
+            raise InputError(f"must be >= 1, got {self.crop_margin}", where="crop_margin")
         if self.max_steps < 0:
-            raise InputError(f"must be >= 0, got {self.max_steps}", where="--max-steps")
+            raise InputError(f"must be >= 0, got {self.max_steps}", where="max_steps")
 
 
 class Plan(NamedTuple):
@@ -111,12 +111,17 @@ class AStarNavigator:
 class GradientNavigator:
     """The gradient planner of part A on the estimated obstacle probabilities.
 
-    A replan first refines the warm start alone (one trajectory, ``replan_iters`` Adam
-    steps); if that plan is not valid on the estimate, it plans cold with the planner's full
-    preset (multi-start, coarse-to-fine, repair rounds). A cold plan asked for again at the
-    same cell (the bot is stalled: the last cold plan was blocked) doubles the number of
-    starts, up to ``max_starts`` — a wider fan of initial arcs is the gradient planner's own
-    way out of a local minimum; there is no search anywhere.
+    The estimate (unseen cells free) is a map like any other, so a cold plan is the planner's
+    default: the route of steepest ascent on the global potential of the estimate (complete:
+    if the estimate has a way, the route takes it), refined by the note's loss. A replan
+    first refines the warm start alone (the previous plan shifted to the bot, one trajectory,
+    ``replan_iters`` Adam steps); only if that is not valid on the estimate does it plan cold.
+    Cold plans are made on the box around the bot and the goal grown by the larger of
+    ``crop_margin`` and the bot-goal distance (a box with margin 16 made detours on arena2
+    1.36× A*'s) and, if the estimate has no way inside the box, on the whole estimate. The potential's operator and
+    factorisation are cached per estimate (cache.py): an unchanged estimate is never
+    re-solved. With ``solver="cg"`` (the CUDA default) the solve is warm-started from the
+    previous replan's potential. None when the estimate has no way at all.
     """
 
     name = "gradient"
@@ -130,33 +135,22 @@ class GradientNavigator:
         self.cold = GradientPlanner(self.config, device, seed)
         self.warm = GradientPlanner(dataclasses.replace(self.config, n_starts=1, repair_rounds=0),
                                     device, seed)
-        self._last_cold: tuple[int, int] | None = None
-        self._escalation = 0
 
     def plan(self, occ: np.ndarray, pos: tuple[int, int], goal: tuple[int, int],
              warm: np.ndarray | None) -> Plan | None:
         """occ (H, W) float planning map; warm (T, 2) or None (a cold plan)."""
-        from descentlab.planning.planner import GradientPlanner
-
         res = None
         if warm is not None and self.nav.warm_start:
             res = self._plan(self.warm, occ, pos, goal, warm, self.nav.crop_margin,
                              self.nav.replan_iters)
         cold = res is None or not res.valid
-        if cold:
-            self._escalation = self._escalation + 1 if pos == self._last_cold else 0
-            self._last_cold = pos
-            base = self.config.n_starts
-            starts = base * 2 ** self._escalation
-            if starts >= max(base, self.nav.max_starts) * 2:
-                return None  # the widest fan failed here already: give up
-            starts = min(starts, max(base, self.nav.max_starts))
-            planner = self.cold
-            if starts != base:
-                planner = GradientPlanner(dataclasses.replace(self.config, n_starts=starts),
-                                          self.device, self.seed)
-            res = self._plan(planner, occ, pos, goal, None,
-                             self.nav.crop_margin * 2 ** self._escalation, None)
+        if cold:  # the box reaches as far again as the goal is, so detours fit inside it
+            reach = max(self.nav.crop_margin, abs(pos[0] - goal[0]), abs(pos[1] - goal[1]))
+            res = self._plan(self.cold, occ, pos, goal, None, reach, None)
+            if res.reason == "unreachable":  # no way inside the box: the whole estimate
+                res = self._plan(self.cold, occ, pos, goal, None, max(occ.shape), None)
+            if res.reason == "unreachable":
+                return None
         return Plan(res.cells, res.waypoints, bool(res.valid), cold)
 
     @staticmethod
@@ -181,19 +175,11 @@ class GradientNavigator:
             cells=np.asarray(res.cells, dtype=np.int64).reshape(-1, 2) + lo)
 
 
-NAV_PLANNER_STAGES = {"coarse_iters": 100, "fine_iters": 150}
-
-
 def default_planner_config():
-    """The planner's ``default`` preset with shorter stages (:data:`NAV_PLANNER_STAGES`).
-
-    Navigation plans cold only now and then, on estimates that are mostly free space, and a
-    stalled bot gets more starts (``max_starts``); on six random 64×64 maps the shorter
-    stages (100 + 150 Adam steps instead of 300 + 300) gave the same success and lengths.
-    """
+    """The planner the navigator uses unless told otherwise: the ``default`` preset."""
     from descentlab.planning.planner import PRESETS
 
-    return dataclasses.replace(PRESETS["default"], **NAV_PLANNER_STAGES)
+    return PRESETS["default"]
 
 
 NAVIGATORS: dict[str, Callable[..., object]] = {
@@ -207,7 +193,7 @@ def make_navigator(name: str, nav: NavConfig, planner_config=None, device: str =
     """Build planner ``name`` of :data:`NAVIGATORS`."""
     if name not in NAVIGATORS:
         raise InputError(f"unknown planner {name!r}; choose from {', '.join(NAVIGATORS)}",
-                         where="--planner")
+                         where="planner")
     return NAVIGATORS[name](nav, planner_config, device, seed)
 
 
@@ -315,6 +301,8 @@ class NavResult:
     seen_cells: int
     path: np.ndarray
     frames: list[Frame] = dataclasses.field(default_factory=list)
+    estimate: np.ndarray | None = None  # (H, W) the mapper's final obstacle probabilities
+    seen: np.ndarray | None = None  # (H, W) bool, cells ever observed
 
     @property
     def length_ratio(self) -> float:
@@ -350,7 +338,7 @@ def planning_map(mapper, unknown: float) -> np.ndarray:
     return np.where(mapper.seen, prob, unknown)
 
 
-def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int], sensor,
+def run_loop(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int], sensor,
              mapper, navigator, nav: NavConfig, *, rng: np.random.Generator,
              optimal: float | None = None, record: bool = False,
              on_step: Callable[[int, tuple[int, int]], None] | None = None) -> NavResult:
@@ -440,7 +428,8 @@ def navigate(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
         optimal=float(optimal), replans=replans, cold_replans=cold, invalid_plans=invalid,
         bumps=bumps, stops=stops, step_ms=step_ms,
         plan_ms=plan_ms, map_accuracy_seen=map_accuracy(prob, true_occ, mapper.seen),
-        seen_cells=int(mapper.seen.sum()), path=cells, frames=frames)
+        seen_cells=int(mapper.seen.sum()), path=cells, frames=frames, estimate=prob,
+        seen=mapper.seen.copy())
 
 
 def _remaining(cells: np.ndarray, pos: tuple[int, int]) -> np.ndarray:
@@ -456,10 +445,79 @@ def validate_problem(grid, start: tuple[int, int], goal: tuple[int, int]) -> flo
     """
     from descentlab.planning.search import astar
 
-    start = grid.check_cell(start, "--start")
-    goal = grid.check_cell(goal, "--goal")
+    start = grid.check_cell(start, "start")
+    goal = grid.check_cell(goal, "goal")
     found = astar(grid.occ, start, goal)
     if found is None:
         raise InputError(f"goal {goal} is unreachable from start {start} on map '{grid.name}'",
-                         where="--goal")
+                         where="goal")
     return found.length
+
+
+# ---------------------------------------------------------------- the wing's API
+
+# The note's setup: its map, the soft sensor, the gradient mapper; one cell per step, a
+# replan every step, the planner reads the mapper's estimate everywhere.
+NAV_PRESETS: dict[str, dict] = {
+    "note": {"map": "note", "sensor": "soft", "mapper": "note",
+             "nav": {"k": 1, "replan": "always", "unknown": -1.0}},
+}
+
+
+@contextlib.contextmanager
+def torch_threads(device, n: int = 1):
+    """One torch thread on CPU while navigating: the planner's tensors are small, and extra
+    threads only contend (about 3x slower with 2 threads on a busy 2-core machine). The
+    previous setting is restored on exit."""
+    import torch
+
+    old = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
+             sensor: str | None = None, mapper: str | None = None, planner: str = "gradient",
+             nav: NavConfig | None = None, sensor_config=None, mapper_config=None,
+             planner_config=None, device: str = "cpu", seed: int = 0, record: bool = False,
+             on_step: Callable[[int, tuple[int, int]], None] | None = None) -> NavResult:
+    """Navigate a map seen only near the bot (SPEC B), from ``start`` to ``goal`` (row, col).
+
+    ``map_``: a GridMap, a map name/file or an (H, W) bool array (default: the preset's).
+    ``preset``: ``note`` (the note's map, soft sensor, gradient mapper, k = 1, replan always).
+    ``sensor`` (:data:`SENSORS`: ``ray`` default, ``soft``), ``mapper`` (:data:`MAPPERS`:
+    ``logodds`` default, ``note``), ``planner`` (:data:`NAVIGATORS`: ``gradient`` default,
+    ``astar``), each with an optional config. Returns a :class:`NavResult` (success, path,
+    bumps, timings, final estimate). Errors name the argument.
+    """
+    from descentlab.planning.grid import NOTE_GOAL, NOTE_START, as_grid
+    from descentlab.planning.mapping import make_mapper
+    from descentlab.planning.sensors import make_sensor
+
+    if preset is not None and preset not in NAV_PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(NAV_PRESETS)}",
+                         where="preset")
+    p = NAV_PRESETS.get(preset or "", {})
+    map_ = p.get("map") if map_ is None else map_
+    if map_ is None:
+        raise InputError("a map is needed (a GridMap, a file, 'note' or an array)", where="map")
+    grid = as_grid(map_)
+    if grid.name == "note":
+        start = NOTE_START if start is None else start
+        goal = NOTE_GOAL if goal is None else goal
+    if start is None or goal is None:
+        raise InputError("start and goal are required for this map", where="start/goal")
+    optimal = validate_problem(grid, start, goal)
+    start, goal = grid.check_cell(start, "start"), grid.check_cell(goal, "goal")
+    nav = nav or NavConfig(**p.get("nav", {}))
+    sensor_obj = make_sensor(sensor or p.get("sensor", "ray"), sensor_config)
+    mapper_obj = make_mapper(mapper or p.get("mapper", "logodds"), grid.shape, mapper_config)
+    navigator = make_navigator(planner, nav, planner_config, str(device), seed)
+    with torch_threads(device):
+        return run_loop(grid.occ, start, goal, sensor_obj, mapper_obj, navigator, nav,
+                        rng=np.random.default_rng(seed), optimal=optimal, record=record,
+                        on_step=on_step)

@@ -102,7 +102,7 @@ class PlannerConfig:
         return self.w_goal == 0 and self.w_start == 0
 
 
-_REFINE = dict(n_starts=1, coarse_spacing=0, spacing=1.0, fine_iters=300, lr=0.05,
+_REFINE = dict(n_starts=1, coarse_spacing=0, spacing=1.0, fine_iters=150, lr=0.1,
                margin=0.05, segment_samples=7, beta_start=0.5, w_collision=0.0)
 PRESETS: dict[str, PlannerConfig] = {
     "default": PlannerConfig(**_REFINE),
@@ -134,12 +134,35 @@ class PlanResult:
     fallback: bool = False  # refinement broke validity: the seed route itself is returned
     route: np.ndarray | None = None  # (L, 2) the seed route (seeded inits), else None
     timings: dict[str, float] = field(default_factory=dict)  # s per stage, batch share
+    # filled in by descentlab.planning.plan():
+    planner: str = ""
+    preset: str | None = None  # the preset actually run (None: a planner without one)
+    astar_length: float | None = None  # octile optimum (A*), when references were asked for
+    anyangle_length: float | None = None  # exact any-angle optimum, likewise
+    config: PlannerConfig | None = None
 
-    def summary(self) -> dict:
-        return {"valid": self.valid, "length": self.length, "n_cells": int(len(self.cells)),
-                "n_waypoints": int(len(self.waypoints)), "seconds": self.seconds,
-                "starts_valid": self.starts_valid, "fallback": self.fallback,
-                "reason": self.reason}
+    @property
+    def length_ratio(self) -> float | None:
+        """Length / the octile optimum (None without the reference)."""
+        return self.length / self.astar_length if self.astar_length else None
+
+    @property
+    def length_ratio_anyangle(self) -> float | None:
+        """Length / the any-angle optimum (None without the reference)."""
+        return self.length / self.anyangle_length if self.anyangle_length else None
+
+    def to_dict(self) -> dict:
+        """Everything JSON-able (waypoints rounded to 1e-4 cells), for ``--json`` and notebooks."""
+        return {"planner": self.planner, "preset": self.preset, "valid": self.valid,
+                "reason": self.reason, "length": self.length, "astar_length": self.astar_length,
+                "anyangle_length": self.anyangle_length, "length_ratio": self.length_ratio,
+                "length_ratio_anyangle": self.length_ratio_anyangle, "fallback": self.fallback,
+                "seconds": self.seconds, "timings": self.timings,
+                "starts_valid": self.starts_valid,
+                "waypoints": np.asarray(self.waypoints).round(4).tolist(),
+                "cells": np.asarray(self.cells).tolist(),
+                "route": None if self.route is None else np.asarray(self.route).tolist(),
+                "config": None if self.config is None else dataclasses.asdict(self.config)}
 
 
 class _Problem:

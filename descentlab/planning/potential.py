@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -156,9 +157,11 @@ class GridGraph:
         if key not in self._torch:
             m = self.laplacian if t is None else (sp.identity(self.n) + t * self.laplacian)
             m = m.tocsr()
-            self._torch[key] = torch.sparse_csr_tensor(
-                torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
-                torch.from_numpy(m.data), size=m.shape, dtype=torch.float64, device=device)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self._torch[key] = torch.sparse_csr_tensor(
+                    torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
+                    torch.from_numpy(m.data), size=m.shape, dtype=torch.float64, device=device)
         return self._torch[key]
 
 

@@ -69,9 +69,9 @@ class SoftSensorConfig:
 
     def __post_init__(self):
         if self.beta <= 0:
-            raise InputError(f"must be > 0, got {self.beta}", where="--soft-beta")
+            raise InputError(f"must be > 0, got {self.beta}", where="beta")
         if self.noise_std < 0:
-            raise InputError(f"must be >= 0, got {self.noise_std}", where="--soft-noise-std")
+            raise InputError(f"must be >= 0, got {self.noise_std}", where="noise_std")
 
 
 def soft_position_map(pos: tuple[float, float], shape: tuple[int, int], beta: float) -> np.ndarray:
@@ -111,9 +111,9 @@ class RaySensorConfig:
 
     def __post_init__(self):
         if not self.radius > 0:
-            raise InputError(f"must be > 0, got {self.radius}", where="--radius")
+            raise InputError(f"must be > 0, got {self.radius}", where="radius")
         if not 0 <= self.flip_prob < 0.5:
-            raise InputError(f"must be in [0, 0.5), got {self.flip_prob}", where="--flip-prob")
+            raise InputError(f"must be in [0, 0.5), got {self.flip_prob}", where="flip_prob")
 
 
 def ray_cells(a: int, b: int, face: str | None = None
@@ -257,6 +257,6 @@ def make_sensor(name: str, config=None):
     """Build sensor ``name`` from its config (default config when None)."""
     if name not in SENSORS:
         raise InputError(f"unknown sensor {name!r}; choose from {', '.join(SENSORS)}",
-                         where="--sensor")
+                         where="sensor")
     cfg_cls, cls = SENSORS[name]
     return cls(config if config is not None else cfg_cls())

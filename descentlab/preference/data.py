@@ -6,18 +6,25 @@ before the assistant turn). Sources: a JSONL file (row = line number) or a folde
 by ``datasets.Dataset.save_to_disk`` (a DatasetDict uses its ``train`` split; row = index
 from 1). A bad row raises :class:`InputError` naming file, row and field.
 
-Tokenization follows TRL's ``DPOTrainer`` exactly, so both see the same tokens: plain text
-gets the eos token appended to each response, the prompt and prompt+response are
-tokenized, and the response starts where the two diverge; conversations go through the
-tokenizer's chat template (prompt with the generation prompt). Collation concatenates the
-chosen rows then the rejected rows into one batch (one forward for both).
+Tokenization follows TRL's ``DPOTrainer`` (1.16) exactly, so both see the same tokens: plain
+text gets the eos token appended to each response, the prompt and prompt+response are
+tokenized with the tokenizer's own special tokens (``tokenizer(text)``: a tokenizer whose
+post-processor adds BOS gives the prompt its BOS, as TRL's ``processing_class(text=…)``
+does), and the response starts where the two diverge; conversations go through the
+tokenizer's chat template (prompt with the generation prompt), which writes its own BOS.
+Length limits (:data:`TRUNCATIONS`): by default TRL's — a row whose prompt alone has
+``max_length`` tokens or more is dropped, and each prompt+response sequence keeps its first
+``max_length`` tokens; every drop and cut is counted in a :class:`TruncationReport` (and
+warned about with its share). Collation concatenates the chosen rows then the rejected rows
+into one batch (one forward for both).
 """
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +123,34 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    """Plain-text ids as TRL's ``DPOTrainer`` makes them: ``tokenizer(text)`` with the
+    tokenizer's special tokens (its BOS when its post-processor adds one)."""
+    return tokenizer(text)["input_ids"]
+
+
+def set_chat_template(tokenizer, template: str) -> None:
+    """Give ``tokenizer`` a chat template: the text of a Jinja file, or template text itself
+    (anything containing ``{{`` or ``{%``); InputError if it is neither."""
+    if "{{" in template or "{%" in template:
+        tokenizer.chat_template = template
+        return
+    path = Path(template)
+    if not path.is_file():
+        raise InputError("not a file, nor Jinja template text", where="--chat-template")
+    tokenizer.chat_template = path.read_text()
+
+
+def require_chat_template(tokenizer) -> None:
+    """InputError (one line, exit 2) when conversational data meets a tokenizer with no chat
+    template (a base model), naming both fixes."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError("conversational data needs a chat template, and this tokenizer has "
+                         "none (a base model?): pass --chat-template FILE, or use plain-text "
+                         "rows (prompt/chosen/rejected as strings)", where="--model")
 
 
 def _chat_ids(tokenizer, messages: list[dict], gen: bool) -> list[int]:
+    require_chat_template(tokenizer)
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=gen,
                                         return_dict=False)
     if isinstance(out, dict) or hasattr(out, "keys"):
@@ -128,19 +159,88 @@ def _chat_ids(tokenizer, messages: list[dict], gen: bool) -> list[int]:
 
 
 def tokenize_prompt(tokenizer, prompt: str | list[dict]) -> list[int]:
-    """Prompt ids (chat template with generation prompt for conversations)."""
+    """Prompt ids as :func:`tokenize_pairs` makes them (chat template with generation prompt
+    for conversations; the tokenizer's BOS, when it adds one, for plain text)."""
     if isinstance(prompt, list):
         return _chat_ids(tokenizer, prompt, gen=True)
     return _ids(tokenizer, prompt)
 
 
+def _trl_fit(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int,
+             max_prompt_length: int | None):
+    # TRL: drop a row whose prompt fills max_length; keep the first max_length tokens of
+    # prompt+response (so each response keeps its start). ``max_prompt_length`` (not in TRL
+    # 1.16) drops a row whose prompt is longer.
+    if len(prompt) >= max_length or (max_prompt_length and len(prompt) > max_prompt_length):
+        return None
+    room = max_length - len(prompt)
+    return prompt, chosen[:room], rejected[:room]
+
+
+def _keep_end_fit(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int,
+                  max_prompt_length: int | None):
+    # the prompt keeps its last max_prompt_length (default max_length // 2) tokens, each
+    # response its first max_length − len(prompt)
+    prompt = prompt[-(max_prompt_length or max_length // 2):]
+    room = max(1, max_length - len(prompt))
+    return prompt, chosen[:room], rejected[:room]
+
+
+# How a row is fitted into ``max_length`` tokens: ``(prompt, chosen, rejected)`` or None (drop).
+TRUNCATIONS = {
+    "drop": _trl_fit,            # TRL's DPOTrainer (keep_start): drop rows, cut responses
+    "keep_end": _keep_end_fit,   # cut the prompt's start, then the responses' ends
+}
+
+
+@dataclass
+class TruncationReport:
+    """What fitting rows into ``max_length`` did: counts of dropped rows and of cut prompts and
+    responses (a cut response loses its end, eos included)."""
+
+    mode: str
+    max_length: int
+    rows: int = 0              # rows tokenized
+    dropped: int = 0           # rows dropped (prompt fills max_length / max_prompt_length)
+    prompts_cut: int = 0       # kept rows whose prompt lost its start (keep_end)
+    chosen_cut: int = 0        # kept rows whose chosen response lost its end
+    rejected_cut: int = 0      # kept rows whose rejected response lost its end
+
+    @property
+    def kept(self) -> int:
+        return self.rows - self.dropped
+
+    @property
+    def affected(self) -> int:
+        """Rows dropped or cut in any part (each row once)."""
+        return self.dropped + self._cut_rows
+
+    _cut_rows: int = field(default=0, repr=False)
+
+    def line(self) -> str:
+        """One line for logs and warnings, with the shares."""
+        n = max(1, self.rows)
+        return (f"max_length {self.max_length} ({self.mode}): {self.dropped}/{self.rows} rows "
+                f"dropped ({self.dropped / n:.0%}), prompts cut {self.prompts_cut}, chosen cut "
+                f"{self.chosen_cut}, rejected cut {self.rejected_cut} (of {self.kept} kept)")
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "max_length": self.max_length, "rows": self.rows,
+                "kept": self.kept, "dropped": self.dropped, "prompts_cut": self.prompts_cut,
+                "chosen_cut": self.chosen_cut, "rejected_cut": self.rejected_cut}
+
+
 @dataclass
 class TokenizedPairs:
-    """Token ids per example: ``prompt[i]``, ``chosen[i]``, ``rejected[i]`` (Python lists)."""
+    """Token ids per example: ``prompt[i]``, ``chosen[i]``, ``rejected[i]`` (Python lists);
+    ``rows[i]``: the index of example i in the rows given to :func:`tokenize_pairs` (rows can
+    be dropped); ``truncation``: what fitting into ``max_length`` did."""
 
     prompt: list[list[int]]
     chosen: list[list[int]]
     rejected: list[list[int]]
+    rows: list[int] = field(default_factory=list)
+    truncation: TruncationReport | None = None
 
     def __len__(self) -> int:
         return len(self.prompt)
@@ -163,16 +263,25 @@ class TokenizedPairs:
 
 
 def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
-                   max_prompt_length: int | None = None) -> TokenizedPairs:
-    """Tokenize rows as TRL's DPOTrainer does, then fit ``max_length``.
+                   max_prompt_length: int | None = None, truncation: str = "drop",
+                   warn: bool = True) -> TokenizedPairs:
+    """Tokenize rows as TRL's DPOTrainer does, then fit ``max_length`` by ``truncation``.
 
-    A prompt longer than ``max_prompt_length`` (default ``max_length // 2``) keeps its end;
-    each response is then cut to ``max_length − len(prompt)`` tokens (keeps its start).
+    ``drop`` (default, TRL's): a row whose prompt has ``>= max_length`` tokens (or more than
+    ``max_prompt_length``, when given) is dropped; a response is cut to ``max_length −
+    len(prompt)`` tokens (keeps its start). ``keep_end``: a prompt longer than
+    ``max_prompt_length`` (default ``max_length // 2``) keeps its end, then responses are cut
+    likewise. Counts go to ``result.truncation``; with ``warn``, any drop or cut is a
+    ``UserWarning`` with its share. All rows dropped: InputError.
     """
+    if truncation not in TRUNCATIONS:
+        raise InputError(f"unknown truncation {truncation!r}; choose from "
+                         f"{', '.join(TRUNCATIONS)}", where="--truncation")
+    fit = TRUNCATIONS[truncation]
     eos = tokenizer.eos_token
-    max_prompt = max_prompt_length or max_length // 2
-    out = TokenizedPairs([], [], [])
-    for row in rows:
+    rep = TruncationReport(truncation, max_length, rows=len(rows))
+    out = TokenizedPairs([], [], [], truncation=rep)
+    for k, row in enumerate(rows):
         if isinstance(row["prompt"], list):
             p = _chat_ids(tokenizer, row["prompt"], gen=True)
             pc = _chat_ids(tokenizer, row["prompt"] + row["chosen"], gen=False)
@@ -186,13 +295,26 @@ def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
             pr = _ids(tokenizer, row["prompt"] + r)
         n = min(_common_prefix(p, pc), _common_prefix(p, pr))
         prompt, chosen, rejected = p[:n], pc[n:], pr[n:]
-        if not prompt and tokenizer.bos_token_id is not None:
-            prompt = [tokenizer.bos_token_id]
-        prompt = prompt[-max_prompt:]
-        room = max(1, max_length - len(prompt))
-        out.prompt.append(prompt)
-        out.chosen.append(chosen[:room])
-        out.rejected.append(rejected[:room])
+        fitted = fit(prompt, chosen, rejected, max_length, max_prompt_length)
+        if fitted is None:
+            rep.dropped += 1
+            continue
+        fp, fc, fr = fitted
+        cuts = (len(fp) < len(prompt), len(fc) < len(chosen), len(fr) < len(rejected))
+        rep.prompts_cut += cuts[0]
+        rep.chosen_cut += cuts[1]
+        rep.rejected_cut += cuts[2]
+        rep._cut_rows += any(cuts)
+        out.prompt.append(fp)
+        out.chosen.append(fc)
+        out.rejected.append(fr)
+        out.rows.append(k)
+    if rows and not out.prompt:
+        raise InputError(f"every row was dropped: {rep.line()}; raise --max-length or use "
+                         "--truncation keep_end", where="--max-length")
+    if warn and rep.affected:
+        warnings.warn(f"{rep.affected}/{rep.rows} rows ({rep.affected / rep.rows:.0%}) dropped "
+                      f"or cut: {rep.line()}", UserWarning, stacklevel=2)
     return out
 
 

@@ -117,15 +117,29 @@ def _ratios(lp: Logps, name: str) -> tuple[Tensor, Tensor]:
 
 
 def _bg_logits(lp: Logps, p: LossParams, name: str) -> tuple[Tensor, Tensor, Tensor]:
-    """z = β Δπ − γ Δπ₀ and the rewards β log π − γ log π₀ (whose difference is z)."""
+    """z = β Δπ − γ Δπ₀ and the implicit rewards under TRL's convention: β log π/π₀ when
+    reference log-probs are given (comparable with DPO's and TRL's ``rewards/*``; their
+    difference is z only when γ = β), else β log π (reference-free, as TRL's CPO)."""
     g = p.gamma_
+    has_ref = lp.ref_chosen is not None and lp.ref_rejected is not None
     if g == 0:
         rc = rr = torch.zeros_like(lp.policy_chosen)
     else:
         rc, rr = _need_ref(lp, name)
-    chosen = p.beta * lp.policy_chosen - g * rc
-    rejected = p.beta * lp.policy_rejected - g * rr
-    return chosen - rejected, chosen, rejected
+    z = p.beta * (lp.policy_chosen - lp.policy_rejected) - g * (rc - rr)
+    if has_ref:
+        chosen = p.beta * (lp.policy_chosen - lp.ref_chosen)
+        rejected = p.beta * (lp.policy_rejected - lp.ref_rejected)
+    else:
+        chosen, rejected = p.beta * lp.policy_chosen, p.beta * lp.policy_rejected
+    return z, chosen, rejected
+
+
+def _bg_extra(name: str, z: Tensor) -> dict[str, Tensor]:
+    """The β/γ loss's own margin z = β Δπ − γ Δπ₀ and how often it is positive, under the
+    loss's name (TRL's ``rewards/margins`` / ``rewards/accuracies`` hold β(Δπ − Δπ₀))."""
+    z = z.detach()
+    return {f"{name}/margins": z.mean(), f"{name}/accuracies": (z > 0).float().mean()}
 
 
 def _nll_sigmoid(z: Tensor) -> Tensor:
@@ -155,10 +169,12 @@ def dpo_bg(lp: Logps, p: LossParams) -> LossTerms:
 
     z = β Δπ − γ Δπ₀;  ℓ = softplus(−z).  ∂ℓ/∂log π(y±) = ∓β σ(−z); γ enters only through
     the weight σ(−z). γ = β is :func:`dpo`; γ/β acts as an inverse temperature on π₀
-    (> 1 sharpens, < 1 flattens, 0 = reference-free). Rewards: β log π − γ log π₀.
+    (> 1 sharpens, < 1 flattens, 0 = reference-free). Rewards (``rewards/*``, TRL's names
+    and values): β log π/π₀ when the reference is there (γ > 0), else β log π; the loss's own
+    margin z is ``dpo_bg/margins`` and P(z > 0) ``dpo_bg/accuracies``.
     """
     z, c, r = _bg_logits(lp, p, "dpo_bg")
-    return LossTerms(_nll_sigmoid(z), c.detach(), r.detach())
+    return LossTerms(_nll_sigmoid(z), c.detach(), r.detach(), _bg_extra("dpo_bg", z))
 
 
 def _ipo_mean(lp: Logps, sc: Tensor, sr: Tensor) -> tuple[Tensor, Tensor, dict]:
@@ -268,13 +284,15 @@ def pdpo(lp: Logps, p: LossParams) -> LossTerms:
     ``none`` (b = 0) are unbiased. ``mean`` (the batch mean, ℓ_i included) is biased: its
     expected gradient is E[∇ℓ] + (n−1)/n · E[ℓ ∇log π(y)π(y')] for a batch of n i.i.d.
     pairs. The returned per-example value is the surrogate; ``extra["pdpo/objective"]`` is
-    the mean ℓ itself (an unbiased estimate of J_PDPO: the pairs come from π).
+    the mean ℓ itself (an unbiased estimate of J_PDPO: the pairs come from π). Rewards as
+    :func:`dpo_bg` (TRL's β log π/π₀); z under ``pdpo/margins``, ``pdpo/accuracies``.
     """
     z, c, r = _bg_logits(lp, p, "pdpo")
     ell = _nll_sigmoid(z)
     adv = (ell - BASELINES[p.baseline](ell)).detach()
     surrogate = ell + adv * (lp.policy_chosen + lp.policy_rejected)
-    return LossTerms(surrogate, c.detach(), r.detach(), {"pdpo/objective": ell.detach().mean()})
+    return LossTerms(surrogate, c.detach(), r.detach(),
+                     {"pdpo/objective": ell.detach().mean(), **_bg_extra("pdpo", z)})
 
 
 def pdpo_offline(lp: Logps, p: LossParams) -> LossTerms:
@@ -293,7 +311,8 @@ def pdpo_offline(lp: Logps, p: LossParams) -> LossTerms:
     ell = _nll_sigmoid(z)                                              # (B,)
     ess = 1.0 / (w.detach() ** 2).sum() / w.numel()
     return LossTerms(w.numel() * w * ell, c.detach(), r.detach(),
-                     {"is/ess": ess, "pdpo/objective": (w * ell).detach().sum()})
+                     {"is/ess": ess, "pdpo/objective": (w * ell).detach().sum(),
+                      **_bg_extra("pdpo_offline", z)})
 
 
 @dataclass(frozen=True)

@@ -29,21 +29,40 @@ from descentlab.core.config import option
 from descentlab.core.errors import InputError
 from descentlab.core.io import atomic_write
 from descentlab.core.progress import progress
-from descentlab.core.training import TrainConfig, indexed_batches, train
+from descentlab.core.training import TrainConfig, TrainResult, indexed_batches, train
 from descentlab.lm.logprobs import SequenceScorer
-from descentlab.preference.data import TokenizedPairs, collate_pairs, tokenize_pairs
+from descentlab.preference.data import (
+    TRUNCATIONS,
+    TokenizedPairs,
+    TruncationReport,
+    collate_pairs,
+    set_chat_template,
+    tokenize_pairs,
+)
 from descentlab.preference.losses import LOSSES, Logps, LossParams, needs_reference, preference_loss
 
 
 @dataclass
 class PrefTrainConfig(TrainConfig):
-    """:class:`TrainConfig` with defaults that train a tiny GPT-2 in a minute on a CPU."""
+    """:class:`TrainConfig` with defaults for a pretrained model (TRL's DPOConfig: lr 1e-6 for
+    full fine-tuning); ``--model tiny`` starts from :data:`TINY_PRESET` instead."""
 
-    lr: float = option(5e-4, "peak learning rate of AdamW (use ~5e-7..5e-6 for real LMs)")
+    lr: float = option(1e-6, "peak learning rate of AdamW (TRL's default for full fine-tuning "
+                       "of a pretrained LM; LoRA typically 5e-6..5e-5; --model tiny: 5e-4)")
     warmup_steps: int = option(5, "linear warmup steps from 0 to lr")
     max_steps: int = option(60, "optimiser steps")
     batch_size: int = option(8, "preference pairs per micro-batch per process")
     log_every: int = option(5, "steps per log record")
+
+
+# What --model tiny (a random-init GPT-2 that must learn from scratch) trains with unless a
+# flag says otherwise: a pretrained model's lr would leave it untrained.
+TINY_PRESET: dict[str, Any] = {"lr": 5e-4}
+
+
+def train_config_for(model: str, **overrides: Any) -> PrefTrainConfig:
+    """The base :class:`PrefTrainConfig` for ``--model`` (``tiny``: :data:`TINY_PRESET`)."""
+    return PrefTrainConfig(**{**(TINY_PRESET if str(model) == "tiny" else {}), **overrides})
 
 
 @dataclass
@@ -56,8 +75,17 @@ class PrefConfig:
                       choices=("precomputed", "live"))
     ref_model: str | None = option(None, "reference model folder (default: the initial policy)")
     max_length: int = option(512, "max tokens of prompt + response")
-    max_prompt_length: int | None = option(None, "max prompt tokens, keeping the end "
-                                           "(default: max_length/2)")
+    truncation: str = option("drop", "fitting max_length: drop rows whose prompt fills it and "
+                             "cut responses' ends (TRL's DPOTrainer), or keep_end: cut the "
+                             "prompt's start to max_prompt_length, then responses' ends",
+                             choices=tuple(TRUNCATIONS))
+    max_prompt_length: int | None = option(None, "max prompt tokens: longer prompts are "
+                                           "dropped (drop) or keep their end (keep_end; "
+                                           "default max_length/2)")
+    chat_template: str | None = option(None, "chat template for conversational data when the "
+                                       "tokenizer has none: a Jinja file or template text")
+    gradient_checkpointing: bool = option(False, "recompute each block's activations in "
+                                          "backward (less memory, ~30% more compute)")
     lora_r: int = option(0, "LoRA rank (0 = train all weights)")
     lora_alpha: float = option(16.0, "LoRA alpha")
     lora_dropout: float = option(0.0, "LoRA dropout")
@@ -75,6 +103,25 @@ class PrefConfig:
             raise InputError("must be >= 2", where="--max-length")
         if self.lora_r < 0:
             raise InputError("must be >= 0", where="--lora-r")
+        if self.truncation not in TRUNCATIONS:
+            raise InputError(f"unknown truncation {self.truncation!r}; choose from "
+                             f"{', '.join(TRUNCATIONS)}", where="--truncation")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise InputError("must be >= 1", where="--max-prompt-length")
+
+
+def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig) -> torch.nn.Module:
+    """Apply the model-side options: the chat template and gradient checkpointing (non-
+    reentrant, so frozen inputs and LoRA need no ``enable_input_require_grads``)."""
+    if cfg.chat_template:
+        set_chat_template(tokenizer, cfg.chat_template)
+    if cfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise InputError(f"{type(model).__name__} does not support gradient checkpointing",
+                             where="--gradient-checkpointing")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
 
 
 def apply_lora(model: torch.nn.Module, cfg: PrefConfig) -> torch.nn.Module:
@@ -95,11 +142,15 @@ def apply_lora(model: torch.nn.Module, cfg: PrefConfig) -> torch.nn.Module:
 def model_fingerprint(model: torch.nn.Module, source: str | os.PathLike | None = None) -> str:
     """Identity of a reference model for the cache key.
 
-    A local folder: its resolved path and its files' sizes and mtimes (no hashing of GBs).
-    An in-memory model (``tiny``): sha256 of every parameter and buffer.
+    A local folder: its resolved path and its files' sizes and mtimes (no hashing of GBs); a
+    file (``.gguf``): its resolved path, size and mtime. An in-memory model (``tiny``): sha256
+    of every parameter and buffer.
     """
     h = hashlib.sha256()
-    if source is not None and Path(source).is_dir():
+    if source is not None and Path(source).is_file():
+        st = Path(source).stat()
+        h.update(f"{Path(source).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    elif source is not None and Path(source).is_dir():
         root = Path(source).resolve()
         h.update(str(root).encode())
         for f in sorted(root.iterdir()):
@@ -199,7 +250,7 @@ def make_loss_fn(loss: str, params: LossParams,
         losses, metrics = preference_loss(loss, split_logps(out, ref, B), params)
         metrics["tokens"] = batch["attention_mask"].sum()
         for k, v in batch.items():
-            if k.startswith("oracle/"):
+            if k.startswith(("oracle/", "sample/")):
                 metrics[k] = v.float().mean()
         return losses.mean(), metrics
     return loss_fn
@@ -230,21 +281,107 @@ def reference_scorer(model: torch.nn.Module, ref_model: torch.nn.Module | None,
     return live
 
 
+@dataclass
+class PrefTrainResult(TrainResult):
+    """:class:`TrainResult` plus what fitting the data into ``max_length`` did (training and
+    held-out pairs) and, on-policy, the sampling cost (generation tokens/s =
+    ``sample_tokens / sample_seconds``; training alone takes ``seconds − sample_seconds``)."""
+
+    truncation: TruncationReport | None = None
+    eval_truncation: TruncationReport | None = None
+    sample_seconds: float = 0.0     # on-policy: wall time in generate() (this process)
+    sample_tokens: int = 0          # on-policy: tokens sampled (this process)
+
+
+def eval_metrics(policy: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, loss: str,
+                 params: LossParams) -> dict[str, float]:
+    """Held-out metrics from ``(N, 2)`` policy / reference log-probs and response lengths
+    (chosen, rejected): the loss (``dpo_bg`` for an on-policy loss, whose surrogate needs
+    samples from π) and its TRL-named metrics over all N pairs at once, plus
+    ``logps_delta/chosen``, ``logps_delta/rejected`` (mean log π(y) − log π₀(y)) and
+    ``logps_delta/margins`` (their difference's mean), and ``pairs``."""
+    name = "dpo_bg" if LOSSES[loss].onpolicy else loss
+    lp = Logps(policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], lengths[:, 0], lengths[:, 1])
+    losses, metrics = preference_loss(name, lp, params)
+    dc, dr = policy[:, 0] - ref[:, 0], policy[:, 1] - ref[:, 1]
+    out = {"loss": float(losses.mean()), **{k: float(v) for k, v in metrics.items()}}
+    out.update({"logps_delta/chosen": float(dc.mean()), "logps_delta/rejected": float(dr.mean()),
+                "logps_delta/margins": float((dc - dr).mean()), "pairs": float(len(policy))})
+    return out
+
+
+def make_eval_fn(pairs: TokenizedPairs, ref_logps: torch.Tensor, loss: str, params: LossParams,
+                 pad_id: int, accelerator, batch_size: int) -> Callable[[Any, int], dict]:
+    """``eval_fn(scorer, step)`` for the loop's eval hook: score every held-out pair (sharded
+    over the processes and gathered, so every process returns the same numbers) and return
+    :func:`eval_metrics` against the reference log-probs ``ref_logps (N, 2)``."""
+    from accelerate.utils import gather_object
+
+    def eval_fn(scorer, step: int) -> dict:
+        mine = list(range(accelerator.process_index, len(pairs), accelerator.num_processes))
+        rows = []
+        for s in range(0, len(mine), batch_size):
+            idx = mine[s:s + batch_size]
+            b = collate_pairs(pairs, idx, pad_id)
+            with torch.no_grad(), accelerator.autocast():
+                out = scorer(b["input_ids"].to(accelerator.device),
+                             b["attention_mask"].to(accelerator.device),
+                             b["response_mask"].to(accelerator.device))
+            B = len(idx)
+            rows.append((idx, torch.stack([out.sum[:B], out.sum[B:]], 1).float().cpu(),
+                         torch.stack([out.n_tokens[:B], out.n_tokens[B:]], 1).cpu()))
+        parts = gather_object(rows) if accelerator.num_processes > 1 else rows
+        policy, lengths = torch.zeros(len(pairs), 2), torch.zeros(len(pairs), 2, dtype=torch.long)
+        for idx, lp, n in parts:
+            policy[torch.tensor(idx)] = lp
+            lengths[torch.tensor(idx)] = n
+        return eval_metrics(policy, ref_logps, lengths, loss, params)
+    return eval_fn
+
+
+def held_out_eval(model, tokenizer, eval_rows: list[dict] | None, *, pref: PrefConfig,
+                  params: LossParams, train_cfg: TrainConfig, out_dir: str | os.PathLike,
+                  accelerator, ref_model=None, source: Any = None):
+    """``(eval_fn, report)`` for held-out pairs (``(None, None)`` without rows): the pairs are
+    tokenized like the training data and their reference log-probs cached (under the
+    reference: ``ref_model``, else ``model`` as it is now, i.e. the initial policy), so the
+    eval's log-prob deltas measure the change since the start."""
+    if not eval_rows:
+        return None, None
+    pairs = tokenize_pairs(eval_rows, tokenizer, max_length=pref.max_length,
+                           max_prompt_length=pref.max_prompt_length, truncation=pref.truncation)
+    ref = cached_reference_logps(
+        ref_model if ref_model is not None else model, pairs, tokenizer.pad_token_id,
+        accelerator=accelerator, source=pref.ref_model if ref_model is not None else source,
+        cache_dir=pref.cache_dir or Path(out_dir) / "ref_cache",
+        batch_size=2 * train_cfg.batch_size, fused=pref.fused_head)
+    return (make_eval_fn(pairs, ref, pref.loss, params, tokenizer.pad_token_id, accelerator,
+                         2 * train_cfg.batch_size), pairs.truncation)
+
+
 def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, params: LossParams,
                   train_cfg: TrainConfig, out_dir: str | os.PathLike, accelerator,
                   ref_model=None, model_source: Any = None, resume: bool = False,
-                  stop_at_step: int | None = None, on_step: Callable | None = None):
-    """Train ``model`` on preference ``rows``; returns the :class:`TrainResult`.
+                  stop_at_step: int | None = None, on_step: Callable | None = None,
+                  eval_rows: list[dict] | None = None) -> PrefTrainResult:
+    """Train ``model`` on preference ``rows``; returns a :class:`PrefTrainResult`.
 
     ``ref_model``: a separate reference (default: the initial ``model``); ``model_source``:
-    the folder the reference was loaded from (cache key).
+    the folder / file the reference was loaded from (cache key). ``eval_rows``: held-out
+    pairs scored on the loop's eval schedule (``train_cfg.eval_every`` and the last step;
+    logged as ``eval/…``, see :func:`eval_metrics`).
     """
     if LOSSES[pref.loss].onpolicy:
         raise InputError(f"loss {pref.loss!r} samples from the policy: use --onpolicy",
                          where="--loss")
+    model = prepare_model(model, tokenizer, pref)
     pairs = tokenize_pairs(rows, tokenizer, max_length=pref.max_length,
-                           max_prompt_length=pref.max_prompt_length)
+                           max_prompt_length=pref.max_prompt_length, truncation=pref.truncation)
     pad_id = tokenizer.pad_token_id
+    eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
+                                         train_cfg=train_cfg, out_dir=out_dir,
+                                         accelerator=accelerator, ref_model=ref_model,
+                                         source=model_source)
     ref_logps, live_ref = None, None
     if needs_reference(pref.loss, params):
         if pref.ref == "precomputed":
@@ -260,6 +397,7 @@ def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, param
                                     accelerator.autocast)
     scorer = SequenceScorer(model, pref.fused_head)
     batch_fn = indexed_batches(len(pairs), lambda idx: collate_pairs(pairs, idx, pad_id, ref_logps))
-    return train(scorer, make_loss_fn(pref.loss, params, live_ref), batch_fn, train_cfg, out_dir,
-                 resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
-                 desc=f"prefopt {pref.loss}", on_step=on_step)
+    res = train(scorer, make_loss_fn(pref.loss, params, live_ref), batch_fn, train_cfg, out_dir,
+                resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
+                desc=f"prefopt {pref.loss}", on_step=on_step, eval_fn=eval_fn)
+    return PrefTrainResult(**vars(res), truncation=pairs.truncation, eval_truncation=eval_report)

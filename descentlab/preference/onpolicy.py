@@ -17,6 +17,7 @@ come from π itself: keep ``temperature=1`` and ``top_k=0`` (the defaults).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,9 +27,22 @@ from descentlab.core.config import option
 from descentlab.core.errors import InputError
 from descentlab.core.training import BatchContext, EpochSampler, TrainConfig, train
 from descentlab.lm.logprobs import SequenceScorer, no_cudnn_attention
-from descentlab.preference.data import TokenizedPairs, collate_pairs, tokenize_prompt
+from descentlab.preference.data import (
+    TokenizedPairs,
+    collate_pairs,
+    require_chat_template,
+    tokenize_prompt,
+)
 from descentlab.preference.losses import LossParams, needs_reference
-from descentlab.preference.offline import PrefConfig, apply_lora, make_loss_fn, reference_scorer
+from descentlab.preference.offline import (
+    PrefConfig,
+    PrefTrainResult,
+    apply_lora,
+    held_out_eval,
+    make_loss_fn,
+    prepare_model,
+    reference_scorer,
+)
 from descentlab.preference.oracles import LABELERS, RewardFn, label, score
 
 
@@ -117,7 +131,10 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
 def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPolicyConfig,
                            live_ref: Callable | None, max_prompt_length: int
                            ) -> Callable[[int, int, BatchContext], dict]:
-    """``batch_fn(step, micro, ctx)``: sample, score, label, attach reference log-probs."""
+    """``batch_fn(step, micro, ctx)``: sample, score, label, attach reference log-probs.
+
+    ``batch_fn.stats``: seconds spent in ``generate`` and tokens sampled so far (this
+    process); ``sample/tokens`` per micro-batch is also a logged metric."""
     prompt_ids = [tokenize_prompt(tokenizer, p)[-max_prompt_length:] for p in prompts]
     prompt_text = [p if isinstance(p, str) else tokenizer.decode(ids)
                    for p, ids in zip(prompts, prompt_ids)]
@@ -130,7 +147,9 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
         idx = samplers[key].indices(step, micro, ctx.rank)
         seed = _seed(ctx.seed, step, micro, ctx.rank)
         model = ctx.model.model if isinstance(ctx.model, SequenceScorer) else ctx.model
+        t0 = time.perf_counter()
         a, b = sample_pairs(model, tokenizer, [prompt_ids[i] for i in idx], cfg, seed, ctx.device)
+        seconds = time.perf_counter() - t0
         texts = [prompt_text[i] for i in idx]
         ra = score(reward, texts, tokenizer.batch_decode(a, skip_special_tokens=True))
         rb = score(reward, texts, tokenizer.batch_decode(b, skip_special_tokens=True))
@@ -142,23 +161,41 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
         batch = collate_pairs(pairs, list(range(len(idx))), tokenizer.pad_token_id)
         if live_ref is not None:
             batch["ref_logps"] = live_ref({k: v.to(ctx.device) for k, v in batch.items()}).cpu()
+        tokens = sum(map(len, a)) + sum(map(len, b))
+        # sampling cost (generate only), apart from training: wall time stays out of the log
+        # (which must be a deterministic function of the run, for exact resume)
+        batch_fn.stats["seconds"] += seconds
+        batch_fn.stats["tokens"] += tokens
+        batch["sample/tokens"] = torch.tensor(float(tokens))
         batch["oracle/reward"] = torch.cat([ra, rb])
         batch["oracle/reward_chosen"] = torch.where(a_wins, ra, rb)
         batch["oracle/reward_rejected"] = torch.where(a_wins, rb, ra)
         return batch
 
+    batch_fn.stats = {"seconds": 0.0, "tokens": 0}    # generate() time and sampled tokens
     return batch_fn
 
 
 def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params: LossParams,
                    onp: OnPolicyConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike,
                    accelerator, reward: RewardFn, ref_model=None, resume: bool = False,
-                   stop_at_step: int | None = None):
+                   stop_at_step: int | None = None, on_step: Callable | None = None,
+                   eval_rows: list[dict] | None = None,
+                   model_source=None) -> PrefTrainResult:
     """Optimise ``pref.loss`` (normally ``pdpo``) on freshly sampled, oracle-labelled pairs.
 
     The reference (for γ > 0) is live: a frozen copy of the initial policy, the given
-    ``ref_model``, or — with LoRA — the base model with adapters disabled.
+    ``ref_model``, or — with LoRA — the base model with adapters disabled. ``eval_rows``:
+    held-out preference pairs scored on the eval schedule, as in
+    :func:`~descentlab.preference.offline.train_offline` (``pdpo`` is scored as ``dpo_bg``).
     """
+    model = prepare_model(model, tokenizer, pref)
+    if prompts and isinstance(prompts[0], list):
+        require_chat_template(tokenizer)
+    eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
+                                         train_cfg=train_cfg, out_dir=out_dir,
+                                         accelerator=accelerator, ref_model=ref_model,
+                                         source=model_source)
     model = apply_lora(model, pref)
     live_ref = None
     if needs_reference(pref.loss, params):
@@ -167,6 +204,9 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     max_prompt = pref.max_prompt_length or pref.max_length // 2
     batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, max_prompt)
     scorer = SequenceScorer(model, pref.fused_head)
-    return train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
-                 resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
-                 desc=f"prefopt on-policy {pref.loss}")
+    res = train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
+                resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
+                desc=f"prefopt on-policy {pref.loss}", on_step=on_step, eval_fn=eval_fn)
+    return PrefTrainResult(**vars(res), eval_truncation=eval_report,
+                           sample_seconds=batch_fn.stats["seconds"],
+                           sample_tokens=batch_fn.stats["tokens"])

@@ -15,6 +15,11 @@ PANELS: dict[str, tuple[str, ...]] = {
     "sequence log-probs": ("logps/chosen", "logps/rejected"),
     "response length (tokens)": ("lengths/chosen", "lengths/rejected"),
     "oracle reward": ("oracle/reward", "oracle/reward_chosen", "oracle/reward_rejected"),
+    "β/γ margin z (own loss)": ("dpo_bg/margins", "pdpo/margins", "pdpo_offline/margins"),
+    "held-out loss and margins": ("eval/loss", "eval/rewards/margins"),
+    "held-out reward accuracy": ("eval/rewards/accuracies",),
+    "held-out log π − log π₀": ("eval/logps_delta/chosen", "eval/logps_delta/rejected",
+                                "eval/logps_delta/margins"),
 }
 
 

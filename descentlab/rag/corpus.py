@@ -160,6 +160,9 @@ def load_text_folder(path: str | os.PathLike, *, pattern: str = "*.txt") -> Corp
             text = f.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"not UTF-8 text ({e.reason})", where=f) from None
+        except OSError as e:
+            raise InputError(f"cannot read the file: {(e.strerror or type(e).__name__).lower()}",
+                             where=f) from None
         if not text.strip():
             raise InputError("document has no text", where=f)
         doc_id = rel.with_suffix("").as_posix()

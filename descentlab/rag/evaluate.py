@@ -22,14 +22,51 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
 from descentlab.rag.objective import build_sequence
 from descentlab.rag.retrieval import exclusion
 from descentlab.rag.synthetic import Probe
+
+
+def load_probes(path: str | os.PathLike) -> list[Probe]:
+    """Cloze probes from JSONL: ``{prompt, answer, candidates?, entity?}`` per line.
+
+    ``prompt`` and ``answer`` must be non-empty text; ``candidates`` (optional) a list of
+    non-empty texts (the answer is added in front if missing). Bad input raises InputError
+    naming the file, line and field; an empty file names the file.
+    """
+    from descentlab.core.io import read_jsonl
+
+    probes = []
+    for lineno, obj in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        for f in ("prompt", "answer"):
+            if not isinstance(obj.get(f), str) or not obj[f].strip():
+                raise InputError(f"field {f!r} must be non-empty text", where=where)
+        cands = obj.get("candidates")
+        if cands is None:
+            cands = [obj["answer"]]
+        if not isinstance(cands, list) or not all(isinstance(c, str) and c.strip()
+                                                  for c in cands):
+            raise InputError("field 'candidates' must be a list of non-empty texts",
+                             where=where)
+        cands = tuple(cands)
+        if obj["answer"] not in cands:
+            cands = (obj["answer"], *cands)
+        entity = obj.get("entity") or ""
+        if not isinstance(entity, (str, int)):
+            raise InputError("field 'entity' must be text", where=where)
+        probes.append(Probe(str(entity), "", obj["prompt"], obj["answer"], obj["answer"],
+                            cands))
+    if not probes:
+        raise InputError("no probes in the file", where=path)
+    return probes
 
 
 @dataclasses.dataclass

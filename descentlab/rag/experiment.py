@@ -265,18 +265,73 @@ def run_experiment(exp: RagExperimentConfig, model_cfg, train_cfg, objective: Ra
     }
 
 
-def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+def _number(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def check_result(r: Any, where: str = "result") -> dict[str, Any]:
+    """``r`` if it has the shape of a ``rag experiment`` result that :func:`merge_results`
+    and the figures read; else an InputError naming ``where`` and the field."""
+    def bad(field: str, what: str):
+        return InputError(f"field {field!r} {what} (not a `rag experiment --json` result?)",
+                          where=where)
+
+    def rows(v: Any, field: str) -> None:
+        if not isinstance(v, list) or not v or not all(isinstance(x, dict) for x in v):
+            raise bad(field, "must be a non-empty list of objects")
+        if not all(_number(x) for row in v for x in row.values()):
+            raise bad(field, "must hold numbers")
+
+    if not isinstance(r, dict):
+        raise InputError("expected a JSON object (a `rag experiment --json` result)", where=where)
+    if not isinstance(r.get("seeds"), list) or not r["seeds"]:
+        raise bad("seeds", "must be a non-empty list")
+    if not isinstance(r.get("config"), dict) or not isinstance(r["config"].get("train"), dict):
+        raise bad("config.train", "must be an object")
+    variants = r.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise bad("variants", "must be a non-empty object")
+    for arm, v in variants.items():
+        if not isinstance(v, dict):
+            raise bad(f"variants.{arm}", "must be an object")
+        rows(v.get("per_seed"), f"variants.{arm}.per_seed")
+    if not isinstance(r.get("retrieval"), dict):
+        raise bad("retrieval", "must be an object")
+    rows(r["retrieval"].get("per_seed"), "retrieval.per_seed")
+    curves = r.get("loss_curves")
+    if not isinstance(curves, dict) or set(curves) != set(variants):
+        raise bad("loss_curves", "must have one curve per arm")
+    for arm, c in curves.items():
+        if not isinstance(c, list) or not c or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in c):
+            raise bad(f"loss_curves.{arm}", "must be a non-empty list of numbers")
+    if not isinstance(r.get("seconds"), (int, float)) or isinstance(r["seconds"], bool):
+        raise bad("seconds", "must be a number")
+    if not isinstance(r.get("log_every", 1), int) or isinstance(r.get("log_every"), bool):
+        raise bad("log_every", "must be an integer")
+    return r
+
+
+def merge_results(results: list[dict[str, Any]],
+                  names: list[str] | None = None) -> dict[str, Any]:
     """One result from runs of the same config on different seeds (e.g. run in parallel).
 
-    Per-seed rows are concatenated and re-aggregated; loss curves are averaged.
+    Per-seed rows are concatenated and re-aggregated; loss curves are averaged. ``names``
+    (e.g. the files) name the results in errors; each is checked by :func:`check_result`.
     """
     if not results:
-        raise InputError("nothing to merge")
+        raise InputError("nothing to merge", where="results")
+    names = names or [f"results[{i}]" for i in range(len(results))]
+    for r, name in zip(results, names):
+        check_result(r, name)
     base = results[0]
     arms = list(base["variants"])
-    for r in results[1:]:
+    for r, name in zip(results[1:], names[1:]):
         if list(r["variants"]) != arms or r["config"]["train"] != base["config"]["train"]:
-            raise InputError("results to merge differ in arms or training config")
+            raise InputError(f"differs from {names[0]} in arms or training config",
+                             where=name)
+        if any(len(r["loss_curves"][a]) != len(base["loss_curves"][a]) for a in arms):
+            raise InputError(f"loss curves differ in length from {names[0]}", where=name)
     merged = dict(base)
     merged["seeds"] = [s for r in results for s in r["seeds"]]
     merged["variants"] = {a: _aggregate([row for r in results

@@ -34,6 +34,18 @@ from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus, load_jsonl
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
+INDEX_META = "descentlab_index.json"  # marks a folder as an index of ours; written last
+
+
+def _previous_index_files(path: Path) -> set[str]:
+    """Plain file names an earlier index in ``path`` listed in its metadata (else none)."""
+    try:
+        meta = json.loads((path / INDEX_META).read_text(encoding="utf-8"))
+        names = meta.get("files", []) if isinstance(meta, dict) else []
+    except (OSError, ValueError, RecursionError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n and n == Path(n).name
+            and not n.startswith(".") and n != INDEX_META and (path / n).is_file()}
 
 
 class Retrieved(NamedTuple):
@@ -207,22 +219,49 @@ class BM25Index:
             idx[s:e], sc[s:e] = res
         return Retrieved(idx, sc)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the index (bm25s files), the corpus and parameters into folder ``path``."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.bm25.save(tmp, show_progress=False)
-        self.corpus.to_jsonl(tmp / "documents.jsonl")
-        (tmp / "descentlab_index.json").write_text(json.dumps(
-            {"kind": "bm25", "params": self.params, "docs": len(self.corpus)}))
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the index (bm25s files), the corpus and parameters into folder ``path``.
+
+        Never destroys what is there. ``path`` must be new, empty or an earlier index or
+        output of ours; another non-empty folder is refused (InputError naming it) unless
+        ``overwrite``, and a file always is. The files are built in a temp folder inside
+        ``path`` and moved in one by one (each rename atomic); :data:`INDEX_META` is removed
+        first and written last, so a half-replaced folder never loads as an index. Files of
+        an earlier index that this one lacks are removed; files of other names are kept.
+        """
+        import tempfile
+
+        from descentlab.core.io import write_json
+        from descentlab.core.outputs import check_folder
+
+        path = check_folder(path, overwrite=overwrite, recognise=(INDEX_META,),
+                            what="index folder")
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".descentlab-index-", dir=path))
+        try:
+            self.bm25.save(tmp, show_progress=False)
+            self.corpus.to_jsonl(tmp / "documents.jsonl")
+            files = sorted(f.name for f in tmp.iterdir() if f.is_file())
+            for name in (*files, INDEX_META):
+                if (path / name).is_dir() or ((path / name).exists()
+                                              and not (path / name).is_file()):
+                    raise InputError(f"{name!r} in the index folder is not a file; "
+                                     "refusing to replace it", where=path)
+            old = _previous_index_files(path)
+            (path / INDEX_META).unlink(missing_ok=True)
+            for name in old - set(files):
+                (path / name).unlink(missing_ok=True)
+            for name in files:
+                os.replace(tmp / name, path / name)
+            write_json(path / INDEX_META, {"kind": "bm25", "params": self.params,
+                                           "docs": len(self.corpus), "files": files})
+        except BaseException:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
@@ -231,16 +270,28 @@ class BM25Index:
         bm25s = _bm25s()
 
         path = Path(path)
-        meta_file = path / "descentlab_index.json"
+        from descentlab.core.io import read_json
+
+        meta_file = path / INDEX_META
         if not meta_file.is_file():
-            raise InputError("not a descentlab index folder (no descentlab_index.json)", where=path)
-        meta = json.loads(meta_file.read_text())
+            raise InputError(f"not a descentlab index folder (no {INDEX_META})", where=path)
+        meta = read_json(meta_file)
+        params = meta.get("params") if isinstance(meta, dict) else None
+        if (not isinstance(params, dict) or set(params) != {"k1", "b", "method"}
+                or not all(isinstance(params[k], (int, float)) and not isinstance(params[k], bool)
+                           for k in ("k1", "b")) or not isinstance(params["method"], str)):
+            raise InputError("field 'params' must hold numbers k1, b and a method name",
+                             where=meta_file)
         corpus = load_jsonl(path / "documents.jsonl")
-        retriever = bm25s.BM25.load(path, show_progress=False)
+        try:
+            retriever = bm25s.BM25.load(path, show_progress=False)
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"cannot read the bm25s files ({type(e).__name__}: {e})",
+                             where=path) from None
         if retriever.scores["num_docs"] != len(corpus):
             raise InputError("index and documents.jsonl disagree on the number of documents",
                              where=path)
-        return cls(corpus, **meta["params"], _retriever=retriever)
+        return cls(corpus, **params, _retriever=retriever)
 
 
 class DenseIndex:

@@ -43,3 +43,21 @@ def test_negative_inside_obstacles_and_gradient_points_out():
     assert g[0, 1] > 0  # nearest boundary is the right edge (column 11.5)
     off = field(torch.tensor([[-4.0, 7.0]]))
     assert off.item() < -3  # beyond the padded field, still pointing back
+
+
+def test_value_and_grad_is_exact_near_obstacles_and_matches_finite_differences():
+    import torch
+
+    occ = np.zeros((9, 9), dtype=bool)
+    occ[4, 4] = True  # one square, [3.5, 4.5]²
+    field = DistanceField(occ, upsample=2)  # coarse: the exact near field must not care
+    pts = torch.tensor([[4.0, 3.2], [2.8, 2.7], [4.0, 4.7], [3.3, 4.8]], dtype=torch.float64)
+    val, grad = field.value_and_grad(pts)
+    exact = [0.3, np.hypot(0.7, 0.8), 0.2, np.hypot(0.2, 0.3)]  # [1]: farther than 0.5
+    np.testing.assert_allclose(val[[0, 2, 3]].numpy(), np.array(exact)[[0, 2, 3]], atol=1e-12)
+    eps = 1e-6
+    for k in range(2):
+        d = torch.zeros_like(pts)
+        d[:, k] = eps
+        fd = (field.value_and_grad(pts + d)[0] - field.value_and_grad(pts - d)[0]) / (2 * eps)
+        np.testing.assert_allclose(grad[[0, 2, 3], k].numpy(), fd[[0, 2, 3]].numpy(), atol=1e-5)

@@ -130,9 +130,9 @@ def test_map_accuracy_counts_the_mask_only():
 
 
 def test_bad_mapper_settings_are_input_errors():
-    with pytest.raises(InputError, match="--p-hit"):
+    with pytest.raises(InputError, match="p_hit"):
         LogOddsConfig(p_hit=0.1, p_false=0.2)
-    with pytest.raises(InputError, match="--free-prior"):
+    with pytest.raises(InputError, match="free_prior"):
         LogOddsConfig(free_prior=1.0)
-    with pytest.raises(InputError, match="--mapper"):
+    with pytest.raises(InputError, match="mapper"):
         make_mapper("slam", (3, 3))

@@ -17,8 +17,8 @@ from descentlab.planning.navigation import (
     NavConfig,
     execute,
     make_navigator,
-    navigate,
     plan_blocked,
+    run_loop,
     shift_warm_start,
 )
 from descentlab.planning.search import octile_distance
@@ -88,7 +88,7 @@ def test_plan_blocked_sees_walls_and_cut_corners():
 def _run(occ, start, goal, planner="astar", sensor="ray", radius=4.0, flip=0.0,
          mapper="logodds", seed=0, planner_config=None, **nav_kw):
     nav = NavConfig(**nav_kw)
-    return navigate(occ, start, goal,
+    return run_loop(occ, start, goal,
                     make_sensor(sensor, RaySensorConfig(radius=radius, flip_prob=flip)
                                 if sensor == "ray" else None),
                     make_mapper(mapper, occ.shape),
@@ -159,13 +159,13 @@ def test_no_plan_on_a_noisy_estimate_waits_and_observes_again():
 
     occ = np.zeros((8, 8), dtype=bool)
     nav = NavConfig(k=2)
-    res = navigate(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
+    res = run_loop(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
                    make_navigator("astar", nav), nav, rng=np.random.default_rng(0))
     # step 1: boxed in on the estimate, no plan, stay; step 2: a true reading clears it
     assert res.success and res.steps == 1 + 4 and res.path[0].tolist() == [0, 0]
     assert res.travelled == pytest.approx(octile_distance((0, 0), (7, 7)))
     nav1 = NavConfig(k=2, stall_limit=1)
-    res = navigate(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
+    res = run_loop(occ, (0, 0), (7, 7), LyingOnce(), make_mapper("logodds", occ.shape),
                    make_navigator("astar", nav1), nav1, rng=np.random.default_rng(0))
     assert not res.success and res.reason == "no_plan" and res.steps == 1
 
@@ -215,7 +215,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         (["--map", str(walled), "--start", "0,0", "--goal", "2,2"], "unreachable"),
         (["--start", "1,5"], "obstacle"),
         (["--goal", "40,3"], "outside"),
-        (["--radius", "0"], "--radius"),
+        (["--radius", "0"], "radius: must be > 0"),
         (["--map", str(walled)], "--start"),
     ]
     for argv, needle in cases:
@@ -234,7 +234,7 @@ def test_gif_has_one_frame_per_step_and_the_figure_is_written(tmp_path):
     occ[5, 0:8] = True
     nav = NavConfig(k=2)
     mapper = make_mapper("logodds", occ.shape)
-    res = navigate(occ, (0, 0), (9, 0), make_sensor("ray", RaySensorConfig(radius=3)), mapper,
+    res = run_loop(occ, (0, 0), (9, 0), make_sensor("ray", RaySensorConfig(radius=3)), mapper,
                    make_navigator("astar", nav), nav, rng=np.random.default_rng(0), record=True)
     assert res.success and len(res.frames) == res.steps
     gif = save_gif(occ, res, (0, 0), (9, 0), tmp_path / "nav.gif")

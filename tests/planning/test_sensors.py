@@ -131,9 +131,9 @@ def test_soft_observation_is_the_note_formula():
 
 
 def test_bad_sensor_settings_are_input_errors():
-    with pytest.raises(InputError, match="--radius"):
+    with pytest.raises(InputError, match="radius"):
         RaySensorConfig(radius=0)
-    with pytest.raises(InputError, match="--radius"):
+    with pytest.raises(InputError, match="radius"):
         RaySensorConfig(radius=-2.5)
-    with pytest.raises(InputError, match="--sensor"):
+    with pytest.raises(InputError, match="sensor"):
         make_sensor("sonar")

@@ -93,3 +93,53 @@ def test_window_radius_bounds_the_truncated_mass():
         r = window_radius(beta, 1e-7)
         assert math.exp(-(r * r) / beta) <= 1e-7
         assert math.exp(-((r - 1) ** 2) / beta) > 1e-7
+
+
+def test_closed_form_loss_gradients_match_autograd():
+    """Every planner term's closed-form gradient (the Adam loop runs without autograd)."""
+    from descentlab.planning import objective as obj
+    from descentlab.planning.distance_field import DistanceField
+
+    torch.manual_seed(0)
+    occ = np.zeros((12, 12), dtype=bool)
+    occ[5:7, 5:8] = True
+    wp = (torch.rand(3, 9, 2, dtype=torch.float64) * 10 + 1)
+    field = DistanceField(occ, upsample=4)
+    pm = PaddedMap(occ, window_radius(2.0), dtype=torch.float64)
+    goal = torch.tensor([[11.0, 11.0]] * 3, dtype=torch.float64)
+
+    def check(term, value_fn):
+        v, g = term
+        x = wp.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(value_fn(x).sum(), x)
+        np.testing.assert_allclose(v.detach().numpy(), value_fn(wp).detach().numpy(), rtol=1e-9)
+        np.testing.assert_allclose(g.numpy(), ref.numpy(), atol=1e-8)
+
+    check(obj.smoothness_term(wp), lambda x: (torch.diff(x, dim=1) ** 2).sum((-1, -2)))
+    check(obj.spacing_term(wp, 1.2),
+          lambda x: (torch.relu(torch.diff(x, dim=1).norm(dim=-1) - 1.2) ** 2).sum(-1))
+    check(obj.goal_term(wp, goal), lambda x: ((x[:, -1] - goal) ** 2).sum(-1))
+    check(obj.collision_term(wp, pm, 2.0), lambda x: obstacle_score(x, pm, 2.0).sum(-1))
+
+    def clearance(x, samples=3, margin=0.4):
+        a, b = x[:, :-1], x[:, 1:]
+        fr = [(k + 1) / (samples + 1) for k in range(samples)]
+        pts = torch.cat([x] + [(1 - f) * a + f * b for f in fr], dim=1)
+        d = field.value_and_grad(pts.detach())[0]
+        # differentiate through the field's own closed-form gradient (a linearisation)
+        dg = field.value_and_grad(pts.detach())[1]
+        d = d + ((pts - pts.detach()) * dg).sum(-1)
+        return (torch.relu(margin - d) ** 2).sum(-1)
+
+    check(obj.clearance_term(wp, field, 0.4), clearance)
+
+
+def test_window_radii_take_few_distinct_values_over_an_annealed_beta():
+    """A compiled kernel is specialised per window shape: an annealing from β = 6 to 0.5
+    over 300 steps must see only a handful (torch.compile's default limit is 8)."""
+    from descentlab.planning.soft_map import _radius_step
+
+    betas = 6.0 * (0.5 / 6.0) ** np.linspace(0, 1, 300)
+    radii = {_radius_step(window_radius(b)) for b in betas}
+    assert len(radii) <= 5 < len({window_radius(b) for b in betas})
+    assert all(_radius_step(window_radius(b)) >= window_radius(b) for b in betas)

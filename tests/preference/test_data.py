@@ -84,11 +84,16 @@ def test_conversational_tokenization_uses_chat_template():
 def test_truncation_keeps_prompt_end_and_response_start():
     row = {"prompt": "a b c d e f", "chosen": " g h i j", "rejected": " k"}
     _, tok = build_tiny(row_texts(row), TinyLMConfig())
-    pairs = tokenize_pairs([row], tok, max_length=6, max_prompt_length=2)
+    pairs = tokenize_pairs([row], tok, max_length=6, max_prompt_length=2, truncation="keep_end",
+                           warn=False)
     assert tok.decode(pairs.prompt[0]) == "e f"
     assert tok.decode(pairs.chosen[0]) == "g h i j"
-    assert tok.decode(tokenize_pairs([row], tok, max_length=5, max_prompt_length=2)
-                      .chosen[0]) == "g h i"
+    cut = tokenize_pairs([row], tok, max_length=5, max_prompt_length=2, truncation="keep_end",
+                         warn=False)
+    assert tok.decode(cut.chosen[0]) == "g h i"
+    assert cut.truncation.as_dict() == {"mode": "keep_end", "max_length": 5, "rows": 1, "kept": 1,
+                                        "dropped": 0, "prompts_cut": 1, "chosen_cut": 1,
+                                        "rejected_cut": 0}
 
 
 def test_collate_concatenates_chosen_then_rejected():

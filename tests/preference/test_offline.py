@@ -8,7 +8,7 @@ from descentlab.core.training import make_accelerator
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
 from descentlab.preference.data import row_texts, synthetic_pairs
 from descentlab.preference.losses import LossParams
-from descentlab.preference.offline import PrefConfig, PrefTrainConfig, train_offline
+from descentlab.preference.offline import PrefConfig, train_config_for, train_offline
 
 ROWS = synthetic_pairs(48, seed=0)
 TEXTS = [t for r in ROWS for t in row_texts(r)]
@@ -17,8 +17,8 @@ TEXTS = [t for r in ROWS for t in row_texts(r)]
 def run(out, *, loss="dpo", steps=8, stop=None, resume=False, ref="precomputed", lora=0,
         beta=0.1, log_every=4, **kw):
     model, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=0)
-    cfg = PrefTrainConfig(max_steps=steps, log_every=log_every, save_every=4, batch_size=8,
-                          warmup_steps=2, precision="no")
+    cfg = train_config_for("tiny", max_steps=steps, log_every=log_every, save_every=4,
+                           batch_size=8, warmup_steps=2, precision="no")
     return train_offline(model, tok, ROWS, pref=PrefConfig(loss=loss, ref=ref, lora_r=lora),
                          params=LossParams(beta=beta), train_cfg=cfg, out_dir=out,
                          accelerator=make_accelerator("no", "cpu"), resume=resume,

@@ -1,0 +1,192 @@
+"""The global potential: completeness of its ascent, agreement with direct sparse solves,
+unreachable goals, and the refined plan it seeds (issue 10)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from descentlab.planning.discretize import cell_path_length, invalid_reason
+from descentlab.planning.grid import random_map
+from descentlab.planning.planner import PRESETS, GradientPlanner
+from descentlab.planning.potential import (
+    GridGraph,
+    conjugate_gradient,
+    route_potential,
+    solve_potential,
+)
+from descentlab.planning.search import astar
+
+
+def maze(cells: int, seed: int) -> np.ndarray:
+    """A perfect maze of 1-wide corridors (randomised depth-first carving): (2c+1, 2c+1)."""
+    rng = np.random.default_rng(seed)
+    occ = np.ones((2 * cells + 1, 2 * cells + 1), dtype=bool)
+    stack, seen = [(0, 0)], {(0, 0)}
+    occ[1, 1] = False
+    while stack:
+        r, c = stack[-1]
+        nbrs = [(r + dr, c + dc) for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0))
+                if 0 <= r + dr < cells and 0 <= c + dc < cells and (r + dr, c + dc) not in seen]
+        if not nbrs:
+            stack.pop()
+            continue
+        nr, nc = nbrs[rng.integers(len(nbrs))]
+        occ[2 * nr + 1, 2 * nc + 1] = False
+        occ[r + nr + 1, c + nc + 1] = False
+        seen.add((nr, nc))
+        stack.append((nr, nc))
+    return occ
+
+
+def rooms(size: int, room: int, seed: int) -> np.ndarray:
+    """Square rooms of side ``room`` separated by 1-thick walls, one random door per wall."""
+    rng = np.random.default_rng(seed)
+    occ = np.zeros((size, size), dtype=bool)
+    for k in range(room, size, room + 1):
+        occ[k, :] = True
+        occ[:, k] = True
+    for k in range(room, size, room + 1):
+        for lo in range(0, size, room + 1):
+            hi = min(lo + room, size)
+            if hi > lo:
+                occ[k, rng.integers(lo, hi)] = False  # a door in the horizontal wall
+                occ[rng.integers(lo, hi), k] = False  # and in the vertical one
+    return occ
+
+
+def _free_pairs(occ, n, seed):
+    rng = np.random.default_rng(seed)
+    free = np.argwhere(~occ)
+    idx = rng.choice(len(free), size=(n, 2))
+    return [tuple(free[a]) for a, _ in idx], [tuple(free[b]) for _, b in idx]
+
+
+@pytest.mark.parametrize("kind", ["screened", "harmonic"])
+@pytest.mark.parametrize("family", ["random", "maze", "rooms"])
+def test_ascent_reaches_every_reachable_goal_and_flags_the_rest(kind, family):
+    """Completeness: on many seeded maps of three kinds, every route of steepest ascent is a
+    legal 8-connected path from start to goal exactly when A* finds one."""
+    reached = 0
+    for seed in range(6):
+        occ = {"random": lambda: random_map(40, 40, 0.3, seed).occ,
+               "maze": lambda: maze(12, seed),
+               "rooms": lambda: rooms(41, 9, seed)}[family]()
+        starts, goals = _free_pairs(occ, 12, seed)
+        routes, _ = route_potential(GridGraph(occ), starts, goals, kind=kind)
+        for s, g, r in zip(starts, goals, routes):
+            ok = astar(occ, s, g) is not None
+            assert r.reached == ok, (family, seed, s, g, r.reason)
+            if ok:
+                reached += 1
+                assert invalid_reason(occ, r.cells, s, g) is None
+            else:
+                assert r.reason == "unreachable"
+    assert reached >= 30  # the test did exercise reachable problems
+
+
+def test_screened_potential_matches_a_direct_sparse_solve_and_cg():
+    occ = random_map(30, 25, 0.25, seed=4).occ
+    graph = GridGraph(occ)
+    goal = int(np.flatnonzero(graph.component == np.bincount(graph.component).argmax())[0])
+    t = 3.0
+    # the reference: the whole system assembled independently, from the map itself
+    free = np.argwhere(~occ)
+    index = {tuple(c): k for k, c in enumerate(free)}
+    rows, cols = [], []
+    for (i, j), k in index.items():
+        for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+            if (i + di, j + dj) in index:
+                rows.append(k)
+                cols.append(index[(i + di, j + dj)])
+    adj = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(free),) * 2)
+    lap = sp.diags(np.asarray(adj.sum(1)).ravel()) - adj
+    b = np.zeros(len(free))
+    b[goal] = 1.0
+    z_ref = spla.spsolve((sp.identity(len(free)) + t * lap).tocsc(), b)
+    pot = solve_potential(graph, np.array([goal]), np.array([goal]), "screened", t, "direct")
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(pot.values[0, :-1], np.log(z_ref), rtol=1e-9, atol=1e-9)
+    zt, iters = conjugate_gradient(graph.torch_operator(t, "cpu"),
+                                   torch.as_tensor(b[:, None]), tol=1e-13)
+    np.testing.assert_allclose(zt[:, 0].numpy(), z_ref, rtol=0, atol=1e-12)
+    assert 0 < iters < 2000
+
+
+def test_harmonic_potential_solves_the_grounded_laplace_system():
+    occ = random_map(20, 20, 0.2, seed=2).occ
+    graph = GridGraph(occ)
+    big = np.flatnonzero(graph.component == np.bincount(graph.component).argmax())
+    s, g = int(big[3]), int(big[-5])
+    pot = solve_potential(graph, np.array([s]), np.array([g]), "harmonic")
+    phi = -pot.values[0, :-1]
+    flux = graph.laplacian @ np.where(graph.component == graph.component[s], phi, 0.0)
+    expect = np.zeros(graph.n)
+    expect[s], expect[g] = 1.0, -1.0
+    np.testing.assert_allclose(flux[big], expect[big], atol=1e-9)  # +1 in at s, −1 out at g
+    assert phi[s] == phi[big].max() and phi[g] == phi[big].min()  # maximum principle
+
+
+def test_cg_warm_start_from_the_previous_solution_needs_fewer_iterations():
+    occ = random_map(40, 40, 0.2, seed=5).occ
+    graph = GridGraph(occ)
+    op = graph.torch_operator(4.0, "cpu")
+    b = torch.zeros(graph.n, 1, dtype=torch.float64)
+    b[10] = 1.0
+    z, cold = conjugate_gradient(op, b, tol=1e-12)
+    occ2 = occ.copy()
+    occ2[20, 20:23] = ~occ2[20, 20:23]  # a small change of the map, as a replan sees
+    graph2 = GridGraph(occ2)
+    keep = np.array([graph.node(c) for c in graph2.cells])  # map the old solution over
+    x0 = torch.where(torch.as_tensor(keep >= 0)[:, None], z[np.maximum(keep, 0)], 0.0)
+    b2 = torch.zeros(graph2.n, 1, dtype=torch.float64)
+    b2[graph2.node(graph.cells[10])] = 1.0
+    _, warm = conjugate_gradient(graph2.torch_operator(4.0, "cpu"), b2, x0=x0, tol=1e-12)
+    assert warm < cold
+
+
+def test_screening_ladder_rescues_long_mazes_from_underflow():
+    occ = maze(40, seed=1)  # 81x81, corridor routes of a few thousand cells
+    graph = GridGraph(occ)
+    s, g = (1, 1), (79, 79)
+    routes, pot = route_potential(graph, [s], [g], kind="screened", screening=0.25)
+    assert routes[0].reached
+    assert pot.screening[0] > 0.25  # t had to grow for z(start) to be representable
+    assert cell_path_length(routes[0].cells) == pytest.approx(astar(occ, s, g).length)
+
+
+def test_refined_plan_is_valid_and_no_longer_than_its_route():
+    for seed in range(2):
+        occ = rooms(41, 9, seed)
+        starts, goals = _free_pairs(occ, 4, seed)
+        keep = [i for i, (s, g) in enumerate(zip(starts, goals))
+                if s != g and astar(occ, s, g) is not None]
+        starts, goals = [starts[i] for i in keep], [goals[i] for i in keep]
+        for res, s, g in zip(GradientPlanner(PRESETS["default"]).plan_batch(occ, starts, goals),
+                             starts, goals):
+            assert res.valid and invalid_reason(occ, res.cells, s, g) is None
+            assert res.route is not None
+            assert res.length <= cell_path_length(res.route) + 1e-6
+
+
+def test_unreachable_problems_in_a_batch_are_reported_not_raised():
+    occ = np.zeros((10, 10), dtype=bool)
+    occ[:, 5] = True  # two halves
+    res = GradientPlanner(PRESETS["default"]).plan_batch(occ, [(1, 1), (1, 1)], [(8, 8), (8, 3)])
+    assert not res[0].valid and res[0].reason == "unreachable"
+    assert res[1].valid
+
+
+def test_line_init_keeps_local_descent_only():
+    """The research baseline (preset line) starts from straight lines and never searches:
+    behind a wall with one far door it does not find the way round."""
+    occ = np.zeros((30, 30), dtype=bool)
+    occ[15, :28] = True  # a wall, the door at the far right
+    cfg = dataclasses.replace(PRESETS["line"], n_starts=3, coarse_iters=60, fine_iters=60,
+                              repair_rounds=1)
+    res = GradientPlanner(cfg).plan(occ, (5, 3), (25, 3))
+    assert not res.valid
+    assert GradientPlanner(PRESETS["default"]).plan(occ, (5, 3), (25, 3)).valid
