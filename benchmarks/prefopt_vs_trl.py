@@ -332,6 +332,8 @@ def main() -> None:
     ap.add_argument("--memory-breakdown", action="store_true",
                     help="only measure where one training step's memory goes (ours), without "
                          "and with gradient checkpointing")
+    ap.add_argument("--memory-modes", default="plain,checkpointing",
+                    help="with --memory-breakdown: plain and/or checkpointing")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
@@ -368,7 +370,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         if args.memory_breakdown:
             result["memory"] = {}
-            for ckpt in (False, True):
+            for ckpt in [m == "checkpointing" for m in args.memory_modes.split(",")]:
                 args.gradient_checkpointing = ckpt
                 r = run_worker(args, "memory", "precomputed", folder)
                 result["memory"]["checkpointing" if ckpt else "plain"] = r

@@ -128,21 +128,6 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def right_padded(attention_mask: Tensor) -> bool:
-    """Whether every row's real tokens come first (right padding, or none).
-
-    Then causal attention alone gives every real token exactly the attention the padding mask
-    gives it (it attends to earlier positions only, all real), so the backbone can run
-    without the mask: attention takes its causal kernel (flash / memory-efficient, also on
-    CPU) instead of the masked math kernel that keeps a ``(B, heads, T, T)`` probability
-    tensor per layer for backward. Only padding positions, never scored, see other values.
-    """
-    m = attention_mask.bool()
-    T = m.shape[-1]
-    prefix = torch.arange(T, device=m.device) < m.sum(-1, keepdim=True)
-    return bool(torch.equal(m, prefix))
-
-
 class _FusedHeadLogProb(torch.autograd.Function):
     """``hidden (N, H)``, ``weight (V, H)``, ``bias (V,)|None``, ``labels (N,)`` ->
     ``log softmax(hidden Wᵀ + b)[labels]`` ``(N,)`` in float32 (float64 for float64 input),
@@ -270,19 +255,13 @@ class SequenceScorer(torch.nn.Module):
     model's (state-dict keys prefixed ``model.``).
 
     ``fused=True`` (default) uses the backbone + :func:`fused_head_logprobs` route when
-    :func:`split_lm_head` allows it, else :func:`sequence_logprobs`. On the fused route a
-    right-padded batch runs the backbone without its padding mask
-    (``causal_if_right_padded``, see :func:`right_padded`): same values on every real token,
-    and attention memory linear in T instead of quadratic (SmolLM2-135M, 8 × 453 tokens,
-    CPU: the masked math kernel held most of the forward's 6.5 GB of activations).
+    :func:`split_lm_head` allows it, else :func:`sequence_logprobs`.
     """
 
-    def __init__(self, model: torch.nn.Module, fused: bool = True,
-                 causal_if_right_padded: bool = True):
+    def __init__(self, model: torch.nn.Module, fused: bool = True):
         super().__init__()
         self.model = model
         self.fused = fused
-        self.causal_if_right_padded = causal_if_right_padded
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 response_mask: Tensor) -> SequenceLogps:
@@ -296,9 +275,7 @@ class SequenceScorer(torch.nn.Module):
             return sequence_logprobs(self.model, input_ids, attention_mask, response_mask)
         backbone, head = parts
         label_mask = response_mask[:, 1:].bool() & attention_mask[:, 1:].bool()  # (B, T-1)
-        mask = None if self.causal_if_right_padded and right_padded(attention_mask) \
-            else attention_mask
-        hidden = backbone(input_ids=input_ids, attention_mask=mask,
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
                           position_ids=position_ids_from_mask(attention_mask),
                           use_cache=False).last_hidden_state[:, :-1]         # (B, T-1, H)
         rows = label_mask.nonzero()[:, 0]                                    # (N,)

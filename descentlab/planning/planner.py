@@ -87,6 +87,9 @@ class PlannerConfig:
     round_output: bool = option(False, "round waypoints to cells before deriving the cell path (the note)")
     upsample: int = option(4, "distance-field resolution, sub-cells per cell")
     record_every: int = option(0, "keep a snapshot of the waypoints every N steps (0 = none)")
+    batch_points: int = option(4096, "seeded inits: most waypoints (problems × the longest) "
+                               "optimised in one tensor; bigger batches are split by length "
+                               "(0 = one tensor)")
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -232,6 +235,19 @@ class GradientPlanner:
                                            iters=iters)
                     for i, res in zip(idx, done):
                         out[i] = res
+                return out
+            chunks = _length_chunks(starts, goals, self.cfg)
+            if len(chunks) > 1:
+                t0 = time.perf_counter()
+                out = [None] * len(starts)
+                for idx in chunks:
+                    done = self.plan_batch(occ, [starts[i] for i in idx],
+                                           [goals[i] for i in idx], iters=iters)
+                    for i, res in zip(idx, done):
+                        out[i] = res
+                per = (time.perf_counter() - t0) / len(starts)
+                for res in out:
+                    res.seconds = per
                 return out
         t0 = time.perf_counter()
         cfg = self.cfg
@@ -453,6 +469,24 @@ class GradientPlanner:
             results[i] = dataclasses.replace(
                 res, waypoints=route.astype(np.float64), cells=route, valid=True,
                 length=cell_path_length(route), reason=None, fallback=True)
+
+
+def _length_chunks(starts, goals, cfg: PlannerConfig) -> list[list[int]]:
+    """Problems grouped by length (shortest first) so that each group holds at most
+    ``cfg.batch_points`` waypoints by the straight-line estimate: a batch pads every path to
+    the longest one, and one huge tensor runs slower per waypoint than a few cache-sized ones."""
+    est = (np.linalg.norm(np.asarray(goals, float) - np.asarray(starts, float), axis=1)
+           / cfg.spacing + 2)  # (B,)
+    if cfg.batch_points <= 0:
+        return [list(range(len(est)))]
+    chunks, cur, longest = [], [], 0.0
+    for i in np.argsort(est, kind="stable").tolist():
+        longest = max(longest, est[i])
+        if cur and longest * (len(cur) + 1) > cfg.batch_points:
+            chunks.append(cur)
+            cur, longest = [], est[i]
+        cur.append(i)
+    return chunks + [cur]
 
 
 def _unreachable(start) -> PlanResult:

@@ -126,7 +126,7 @@ def _bg_logits(lp: Logps, p: LossParams, name: str) -> tuple[Tensor, Tensor, Ten
         rc = rr = torch.zeros_like(lp.policy_chosen)
     else:
         rc, rr = _need_ref(lp, name)
-    z = p.beta * (lp.policy_chosen - lp.policy_rejected) - g * (rc - rr)
+    z = (p.beta * lp.policy_chosen - g * rc) - (p.beta * lp.policy_rejected - g * rr)
     if has_ref:
         chosen = p.beta * (lp.policy_chosen - lp.ref_chosen)
         rejected = p.beta * (lp.policy_rejected - lp.ref_rejected)

@@ -190,3 +190,26 @@ def test_line_init_keeps_local_descent_only():
     res = GradientPlanner(cfg).plan(occ, (5, 3), (25, 3))
     assert not res.valid
     assert GradientPlanner(PRESETS["default"]).plan(occ, (5, 3), (25, 3)).valid
+
+
+def test_big_batches_are_split_by_length_and_keep_their_order():
+    from descentlab.planning.planner import _length_chunks
+
+    rng = np.random.default_rng(0)
+    s, g = rng.integers(0, 400, (40, 2)), rng.integers(0, 400, (40, 2))
+    cfg = dataclasses.replace(PRESETS["default"], batch_points=2000)
+    chunks = _length_chunks(s.tolist(), g.tolist(), cfg)
+    assert sorted(sum(chunks, [])) == list(range(40)) and len(chunks) > 1
+    est = np.linalg.norm(g - s, axis=1) / cfg.spacing + 2
+    for c in chunks:
+        assert len(c) == 1 or est[c].max() * len(c) <= 2000
+    occ = random_map(40, 40, 0.1, seed=2).occ.copy()
+    starts, goals = [(0, 0), (39, 39), (0, 39)], [(39, 39), (0, 0), (20, 20)]
+    for c in starts + goals:
+        occ[c] = False
+    keep = [i for i in range(3) if astar(occ, starts[i], goals[i]) is not None]
+    starts, goals = [starts[i] for i in keep], [goals[i] for i in keep]
+    split = GradientPlanner(dataclasses.replace(PRESETS["default"], batch_points=50)).plan_batch(
+        occ, starts, goals)
+    for res, s0, g0 in zip(split, starts, goals):  # results come back in the caller's order
+        assert tuple(res.cells[0]) == s0 and tuple(res.cells[-1]) == g0 and res.valid

@@ -54,7 +54,9 @@ def test_dpo_bg_closed_form_and_gradient():
     z = beta * (pc - pr) - gamma * (rc - rr)          # 1.6 + 3.0 = 4.6
     losses, m = preference_loss("dpo_bg", a, LossParams(beta=beta, gamma=gamma))
     assert losses.item() == pytest.approx(sp(-z), abs=1e-12)
-    assert m["rewards/margins"].item() == pytest.approx(z)
+    assert m["dpo_bg/margins"].item() == pytest.approx(z)     # the loss's own margin
+    # TRL's rewards/margins: β(log π/π₀(y₊) − log π/π₀(y₋)) = 0.4 · (1 + 5)
+    assert m["rewards/margins"].item() == pytest.approx(beta * ((pc - rc) - (pr - rr)))
     losses.sum().backward()
     s = 1 / (1 + math.exp(z))                          # σ(−z)
     assert a.policy_chosen.grad.item() == pytest.approx(-beta * s, abs=1e-12)

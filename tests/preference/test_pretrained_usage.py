@@ -3,6 +3,7 @@ BOS as TRL adds it, TRL's length handling with counts, held-out evaluation on th
 schedule, pretrained-model defaults, .gguf errors, gradient checkpointing, a base model with
 conversational data, dpo_bg's TRL-comparable rewards."""
 
+import copy
 import json
 import warnings
 
@@ -78,7 +79,8 @@ def test_tokenization_equals_trls_dpo_trainer_with_a_bos_tokenizer(tmp_path):
     rows = ROWS[:6]
     args = trl.DPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False,
                          gradient_checkpointing=False, max_length=512)
-    trainer = trl.DPOTrainer(model=model, args=args, processing_class=tok,
+    trainer = trl.DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args,
+                             processing_class=tok,
                              train_dataset=datasets.Dataset.from_list(rows))
     pairs = tokenize_pairs(rows, tok)
     for i, ex in enumerate(trainer.train_dataset):
@@ -271,7 +273,7 @@ def test_base_model_without_chat_template_and_conversations_is_one_line_exit_2(t
 
 def test_dpo_bg_logs_trl_rewards_and_its_own_margin_separately():
     pc, pr = torch.tensor([-10.0, -12.0]), torch.tensor([-11.0, -9.0])
-    rc, rr = torch.tensor([-10.5, -11.0]), torch.tensor([-10.0, -9.5])
+    rc, rr = torch.tensor([-10.5, -14.0]), torch.tensor([-10.0, -9.5])
     beta, gamma = 0.2, 0.05
     lp = Logps(pc, pr, rc, rr, torch.tensor([3, 4]), torch.tensor([2, 5]))
     _, m = preference_loss("dpo_bg", lp, LossParams(beta=beta, gamma=gamma))
@@ -279,10 +281,10 @@ def test_dpo_bg_logs_trl_rewards_and_its_own_margin_separately():
     for k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
         assert float(m[k]) == pytest.approx(float(d[k]))            # TRL's β log π/π₀
     assert float(m["rewards/chosen"]) == pytest.approx(beta * float((pc - rc).mean()))
-    z = beta * (pc - pr) - gamma * (rc - rr)                          # [0.175, -0.625]
+    z = beta * (pc - pr) - gamma * (rc - rr)                          # [0.225, -0.375]
     assert float(m["dpo_bg/margins"]) == pytest.approx(float(z.mean()))
-    assert float(m["dpo_bg/accuracies"]) == 0.5
-    assert float(m["rewards/accuracies"]) == 0.0                     # Δπ − Δπ₀ < 0 for both
+    assert float(m["dpo_bg/accuracies"]) == 0.5                      # z > 0 for pair 0 only
+    assert float(m["rewards/accuracies"]) == 1.0                     # Δπ − Δπ₀ > 0 for both
     # γ = 0 (no reference): rewards are β log π, as a reference-free loss logs them
     _, f = preference_loss("dpo_bg", Logps(pc, pr), LossParams(beta=beta, gamma=0.0))
     assert float(f["rewards/chosen"]) == pytest.approx(beta * float(pc.mean()))
