@@ -236,7 +236,7 @@ class GradientPlanner:
                     for i, res in zip(idx, done):
                         out[i] = res
                 return out
-            chunks = _length_chunks(starts, goals, self.cfg)
+            chunks = _length_chunks(starts, goals, self.cfg, occ)
             if len(chunks) > 1:
                 t0 = time.perf_counter()
                 out = [None] * len(starts)
@@ -471,14 +471,27 @@ class GradientPlanner:
                 length=cell_path_length(route), reason=None, fallback=True)
 
 
-def _length_chunks(starts, goals, cfg: PlannerConfig) -> list[list[int]]:
+def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None) -> list[list[int]]:
     """Problems grouped by length (shortest first) so that each group holds at most
-    ``cfg.batch_points`` waypoints by the straight-line estimate: a batch pads every path to
-    the longest one, and one huge tensor runs slower per waypoint than a few cache-sized ones."""
-    est = (np.linalg.norm(np.asarray(goals, float) - np.asarray(starts, float), axis=1)
-           / cfg.spacing + 2)  # (B,)
-    if cfg.batch_points <= 0:
-        return [list(range(len(est)))]
+    ``cfg.batch_points`` waypoints: a batch pads every path to the longest one, and one huge
+    tensor runs slower per waypoint than a few cache-sized ones. Lengths are the potential's
+    route lengths (its solve is cached and a few % of a plan) for ``init=potential``, else
+    the straight-line distance (which underestimates maze routes many times over)."""
+    if cfg.batch_points <= 0 or len(starts) < 2:
+        return [list(range(len(starts)))]
+    if cfg.init == "potential" and occ is not None:
+        from descentlab.planning.potential import route_potential
+
+        routes, _ = route_potential(graph_for(np.asarray(occ) >= 0.5),
+                                    [tuple(map(int, np.round(a))) for a in starts],
+                                    [tuple(map(int, np.round(b))) for b in goals],
+                                    kind=cfg.potential, screening=cfg.screening,
+                                    solver=cfg.solver)
+        length = np.array([cell_path_length(r.cells) if len(r.cells) > 1 else 0.0
+                           for r in routes])
+    else:
+        length = np.linalg.norm(np.asarray(goals, float) - np.asarray(starts, float), axis=1)
+    est = length / cfg.spacing + 2  # (B,) waypoints
     chunks, cur, longest = [], [], 0.0
     for i in np.argsort(est, kind="stable").tolist():
         longest = max(longest, est[i])
