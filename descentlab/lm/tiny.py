@@ -223,7 +223,7 @@ def dequantized_copy(model, model_class: Any = None):
     tied = set(getattr(out, "_tied_weights_keys", None) or ())
     if unexpected or set(missing) - tied:
         raise InputError(f"GGUF model does not match its config ({len(missing)} missing, "
-                         f"{len(unexpected)} unexpected tensors)", where="--model")
+                         f"{len(unexpected)} unexpected tensors)", where="model")
     out.tie_weights()
     out.generation_config = copy.deepcopy(model.generation_config)
     return out

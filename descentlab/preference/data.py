@@ -136,7 +136,7 @@ def set_chat_template(tokenizer, template: str) -> None:
         return
     path = Path(template)
     if not path.is_file():
-        raise InputError("not a file, nor Jinja template text", where="--chat-template")
+        raise InputError("not a file, nor Jinja template text", where="chat_template")
     tokenizer.chat_template = path.read_text()
 
 
@@ -146,7 +146,7 @@ def require_chat_template(tokenizer) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise InputError("conversational data needs a chat template, and this tokenizer has "
                          "none (a base model?): pass --chat-template FILE, or use plain-text "
-                         "rows (prompt/chosen/rejected as strings)", where="--model")
+                         "rows (prompt/chosen/rejected as strings)", where="model")
 
 
 def _chat_ids(tokenizer, messages: list[dict], gen: bool) -> list[int]:
@@ -276,7 +276,7 @@ def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
     """
     if truncation not in TRUNCATIONS:
         raise InputError(f"unknown truncation {truncation!r}; choose from "
-                         f"{', '.join(TRUNCATIONS)}", where="--truncation")
+                         f"{', '.join(TRUNCATIONS)}", where="truncation")
     fit = TRUNCATIONS[truncation]
     eos = tokenizer.eos_token
     rep = TruncationReport(truncation, max_length, rows=len(rows))
@@ -310,8 +310,8 @@ def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
         out.rejected.append(fr)
         out.rows.append(k)
     if rows and not out.prompt:
-        raise InputError(f"every row was dropped: {rep.line()}; raise --max-length or use "
-                         "--truncation keep_end", where="--max-length")
+        raise InputError(f"every row was dropped: {rep.line()}; raise max_length or use "
+                         "truncation='keep_end'", where="max_length")
     if warn and rep.affected:
         warnings.warn(f"{rep.affected}/{rep.rows} rows ({rep.affected / rep.rows:.0%}) dropped "
                       f"or cut: {rep.line()}", UserWarning, stacklevel=2)

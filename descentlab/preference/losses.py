@@ -90,7 +90,7 @@ class LossParams:
                                ("ipo_logratio", IPO_LOGRATIOS)):
             if getattr(self, name) not in registry:
                 raise InputError(f"unknown {name} {getattr(self, name)!r}; choose from "
-                                 f"{', '.join(registry)}", where=f"--{name.replace('_', '-')}")
+                                 f"{', '.join(registry)}", where=name)
 
     @property
     def gamma_(self) -> float:

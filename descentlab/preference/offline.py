@@ -105,9 +105,9 @@ class PrefConfig:
             raise InputError("must be >= 0", where="--lora-r")
         if self.truncation not in TRUNCATIONS:
             raise InputError(f"unknown truncation {self.truncation!r}; choose from "
-                             f"{', '.join(TRUNCATIONS)}", where="--truncation")
+                             f"{', '.join(TRUNCATIONS)}", where="truncation")
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
-            raise InputError("must be >= 1", where="--max-prompt-length")
+            raise InputError("must be >= 1", where="max_prompt_length")
 
 
 def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig) -> torch.nn.Module:
@@ -118,7 +118,7 @@ def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig) -> torch.n
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise InputError(f"{type(model).__name__} does not support gradient checkpointing",
-                             where="--gradient-checkpointing")
+                             where="gradient_checkpointing")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return model
