@@ -183,6 +183,7 @@ class _Problem:
                               lambda: DistanceField(self.occ_b, cfg.upsample, device=device))
                       if cfg.w_clearance > 0 else None)
         self.routes: np.ndarray | None = None  # (B, L, 2) seed routes of seeded inits
+        self.seed_routes: list[np.ndarray] | None = None  # routes given by the caller
         self.timings: dict[str, float] = {}  # seconds per stage, whole batch
 
     @contextlib.contextmanager
@@ -215,15 +216,18 @@ class GradientPlanner:
         return self.plan_batch(occ, [start], [goal], inits=inits, iters=iters)[0]
 
     def plan_batch(self, occ: np.ndarray, starts, goals, inits: list[np.ndarray] | None = None,
-                   iters: int | None = None) -> list[PlanResult]:
+                   iters: int | None = None, routes: list[np.ndarray] | None = None
+                   ) -> list[PlanResult]:
         """Many problems on one map, all starts of all problems in one tensor.
 
         Problems of different lengths share the tensor: trajectory n uses its first
         ``counts[n]`` waypoints; the rest are pinned copies of its goal. With a seeded init,
         a problem whose goal is unreachable (another component of the free space, or an
         endpoint on an obstacle) gets an invalid result with reason "unreachable".
+        ``routes`` (cell routes, one per problem) are seed routes already computed for these
+        problems (the length split below passes its own down instead of solving again).
         """
-        if self.cfg.init in SEEDED and inits is None:
+        if self.cfg.init in SEEDED and inits is None and routes is None:
             graph = graph_for(np.asarray(occ) >= 0.5)
             ok = [graph.connected(graph.node(a), graph.node(b)) for a, b in zip(
                 np.asarray(starts).round().astype(int), np.asarray(goals).round().astype(int))]
@@ -236,13 +240,14 @@ class GradientPlanner:
                     for i, res in zip(idx, done):
                         out[i] = res
                 return out
-            chunks = _length_chunks(starts, goals, self.cfg, occ)
+            chunks, seed = _length_chunks(starts, goals, self.cfg, occ)
             if len(chunks) > 1:
                 t0 = time.perf_counter()
                 out = [None] * len(starts)
                 for idx in chunks:
                     done = self.plan_batch(occ, [starts[i] for i in idx],
-                                           [goals[i] for i in idx], iters=iters)
+                                           [goals[i] for i in idx], iters=iters,
+                                           routes=None if seed is None else [seed[i] for i in idx])
                     for i, res in zip(idx, done):
                         out[i] = res
                 per = (time.perf_counter() - t0) / len(starts)
@@ -252,6 +257,7 @@ class GradientPlanner:
         t0 = time.perf_counter()
         cfg = self.cfg
         prob = _Problem(occ, cfg, self.device)
+        prob.seed_routes = routes
         prob.timings["setup"] = time.perf_counter() - t0
         s = torch.as_tensor(np.asarray(starts, dtype=np.float32), device=self.device)  # (B, 2)
         g = torch.as_tensor(np.asarray(goals, dtype=np.float32), device=self.device)  # (B, 2)
@@ -309,6 +315,8 @@ class GradientPlanner:
         with prob.timed("init"):
             if inits is not None and cfg.init in SEEDED:  # a warm start alone (replans)
                 wp = routes_tensor(inits, torch.float32, self.device)  # (B, 1, T, 2)
+            elif prob.seed_routes is not None:  # routes the caller already has
+                wp = routes_tensor(prob.seed_routes, torch.float32, self.device)
             else:
                 wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_b, gen, cfg)  # (B, K, T, 2)
         k = wp.shape[1]
@@ -471,14 +479,17 @@ class GradientPlanner:
                 length=cell_path_length(route), reason=None, fallback=True)
 
 
-def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None) -> list[list[int]]:
+def _length_chunks(starts, goals, cfg: PlannerConfig,
+                   occ=None) -> tuple[list[list[int]], list[np.ndarray] | None]:
     """Problems grouped by length (shortest first) so that each group holds at most
     ``cfg.batch_points`` waypoints: a batch pads every path to the longest one, and one huge
     tensor runs slower per waypoint than a few cache-sized ones. Lengths are the potential's
     route lengths (its solve is cached and a few % of a plan) for ``init=potential``, else
-    the straight-line distance (which underestimates maze routes many times over)."""
+    the straight-line distance (which underestimates maze routes many times over).
+    Returns (chunks of problem indices, the routes when they were computed, else None)."""
     if cfg.batch_points <= 0 or len(starts) < 2:
-        return [list(range(len(starts)))]
+        return [list(range(len(starts)))], None
+    cells = None
     if cfg.init == "potential" and occ is not None:
         from descentlab.planning.potential import route_potential
 
@@ -487,8 +498,8 @@ def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None) -> list[list[int
                                     [tuple(map(int, np.round(b))) for b in goals],
                                     kind=cfg.potential, screening=cfg.screening,
                                     solver=cfg.solver)
-        length = np.array([cell_path_length(r.cells) if len(r.cells) > 1 else 0.0
-                           for r in routes])
+        cells = [r.cells for r in routes]
+        length = np.array([cell_path_length(c) if len(c) > 1 else 0.0 for c in cells])
     else:
         length = np.linalg.norm(np.asarray(goals, float) - np.asarray(starts, float), axis=1)
     est = length / cfg.spacing + 2  # (B,) waypoints
@@ -499,7 +510,7 @@ def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None) -> list[list[int
             chunks.append(cur)
             cur, longest = [], est[i]
         cur.append(i)
-    return chunks + [cur]
+    return chunks + [cur], cells
 
 
 def _unreachable(start) -> PlanResult:

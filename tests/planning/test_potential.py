@@ -198,7 +198,7 @@ def test_big_batches_are_split_by_length_and_keep_their_order():
     rng = np.random.default_rng(0)
     s, g = rng.integers(0, 400, (40, 2)), rng.integers(0, 400, (40, 2))
     cfg = dataclasses.replace(PRESETS["default"], batch_points=2000)
-    chunks = _length_chunks(s.tolist(), g.tolist(), cfg)
+    chunks, _ = _length_chunks(s.tolist(), g.tolist(), cfg)
     assert sorted(sum(chunks, [])) == list(range(40)) and len(chunks) > 1
     est = np.linalg.norm(g - s, axis=1) / cfg.spacing + 2
     for c in chunks:
@@ -213,3 +213,18 @@ def test_big_batches_are_split_by_length_and_keep_their_order():
         occ, starts, goals)
     for res, s0, g0 in zip(split, starts, goals):  # results come back in the caller's order
         assert tuple(res.cells[0]) == s0 and tuple(res.cells[-1]) == g0 and res.valid
+
+
+def test_a_split_batch_solves_each_problem_once(monkeypatch):
+    import descentlab.planning.potential as P
+
+    calls = []
+    orig = P.route_potential
+    monkeypatch.setattr(P, "route_potential",
+                        lambda graph, starts, goals, **kw: calls.append(len(starts))
+                        or orig(graph, starts, goals, **kw))
+    occ = np.zeros((60, 60), dtype=bool)
+    starts, goals = [(0, 0), (5, 5), (59, 0)], [(59, 59), (50, 40), (0, 59)]
+    res = GradientPlanner(dataclasses.replace(PRESETS["default"], batch_points=120)).plan_batch(
+        occ, starts, goals)
+    assert all(r.valid for r in res) and sum(calls) == 3
