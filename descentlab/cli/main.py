@@ -58,7 +58,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """The flags every subcommand has: --seed, --json, --overwrite, and (by default) --device."""
+    """The flags every subcommand has: --seed, --json, --overwrite, and (by default) --device.
+
+    Also records the subcommand's parser (``args.subparser``) so that a library error naming
+    a parameter or config field can be shown with the flag the user typed.
+    """
+    parser.set_defaults(subparser=parser)
     if device:
         parser.add_argument("--device", default="cpu",
                             help="torch device: cpu, cuda, cuda:N or auto (default: cpu)")
@@ -122,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{(e.strerror or type(e).__name__).lower()}", file=sys.stderr)
                 return EXIT_FAILED
     except InputError as e:
-        print(f"{name}: error: {e.line()}", file=sys.stderr)
+        from descentlab.cli.options import flag_for
+
+        flag = flag_for(args, e.where)
+        line = f"{flag}: {e.message}" if flag else e.line()
+        print(f"{name}: error: {line}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from descentlab.core.config import add_config_args, config_from_args
+from descentlab.cli.options import add_config_args, config_from_args
 from descentlab.core.errors import EXIT_FAILED, InputError
 from descentlab.core.outputs import folder
 

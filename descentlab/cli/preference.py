@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from descentlab.core.config import add_config_args, config_from_args
+from descentlab.cli.options import add_config_args, config_from_args
 from descentlab.core.table import format_table
 from descentlab.lm.tiny import TinyLMConfig
 from descentlab.preference.losses import LossParams

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from descentlab.core.config import add_config_args, config_from_args
+from descentlab.cli.options import add_config_args, config_from_args
 from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 from descentlab.core.training import TrainConfig

@@ -1,97 +1,106 @@
-"""Config dataclasses whose field helps are the only copy: CLI flags come from them.
+"""Config dataclasses whose fields carry the only copy of their help, choices and bounds.
 
-Declare a field with :func:`option` (default + one-line help); :func:`add_config_args`
-turns a config class into argparse flags and :func:`config_from_args` builds the config
-back, so the help text lives in exactly one place.
+Declare a field with :func:`option` (default, one-line help, and optionally ``choices``,
+``min``/``max``/``gt``); call :func:`check_config` in ``__post_init__`` and every bound and
+choice is validated from that one declaration, with errors naming the field
+(``PlannerConfig.lr: must be > 0, got -1``). The CLI builds its flags, choices and help from
+the same fields (``descentlab.cli.options``) and maps a field error back to its flag.
+
+Nothing here knows about argparse: a config is a plain dataclass, usable from a notebook.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import types
+import math
 import typing
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
-C = TypeVar("C")
+from descentlab.core.errors import InputError
+
+Choices = typing.Union[typing.Sequence[Any], Mapping[str, Any], Callable[[], Any], None]
 
 
-def option(default: Any, help: str, *, choices: typing.Sequence[Any] | None = None,
-           flag: bool = True) -> Any:
-    """A dataclass field with a default, a one-line help, optional choices.
+def option(default: Any, help: str, *, choices: Choices = None, min: float | None = None,
+           max: float | None = None, gt: float | None = None, flag: bool = True) -> Any:
+    """A dataclass field with a default, a one-line help, and what values it accepts.
 
+    ``choices``: a sequence, a registry (a mapping: its keys) or a zero-argument callable
+    returning either (read when needed, so a registry filled later is seen whole).
+    ``min``/``max``: inclusive bounds; ``gt``: an exclusive lower bound. Bounds apply to
+    each element of a tuple. ``None`` is accepted where the default is ``None``.
     ``flag=False`` keeps the field out of the CLI (set programmatically only).
     """
-    meta = {"help": help, "choices": choices, "flag": flag}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "gt": gt, "flag": flag}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _scalar_type(tp: Any) -> Any:
-    """Strip Optional[...] / X | None to the underlying scalar type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return tp
+def field_choices(f: dataclasses.Field) -> list[Any] | None:
+    """The values field ``f`` accepts, or None when any value of its type goes."""
+    choices = f.metadata.get("choices")
+    if callable(choices) and not isinstance(choices, Mapping):
+        choices = choices()
+    if choices is None:
+        return None
+    return list(choices.keys() if isinstance(choices, Mapping) else choices)
 
 
-def _bool(text: str) -> bool:
-    t = text.lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
-                    skip: typing.Collection[str] = ()) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls`` (``under_scores`` -> ``dashes``).
+class ConfigError(InputError):
+    """A config field out of range: ``where`` is ``Class.field``; ``config`` and ``field``
+    let a front end (the CLI) name the place its own way (the flag it registered)."""
 
-    Defaults are ``None`` on the parser so that :func:`config_from_args` can tell which
-    flags the user actually set (and e.g. let a preset fill the rest).
+    def __init__(self, message: str, config: str, field: str):
+        self.config, self.field = config, field
+        super().__init__(message, where=f"{config}.{field}")
+
+
+def field_error(cfg: Any, name: str, message: str) -> ConfigError:
+    """An error about field ``name`` of config ``cfg`` (for checks across fields)."""
+    return ConfigError(message, type(cfg).__name__, name)
+
+
+def _bound_problem(f: dataclasses.Field, v: Any) -> str | None:
+    lo, hi, gt = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("gt")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float) and math.isnan(v) and (lo, hi, gt) != (None, None, None):
+        return "must be a number, got nan"
+    if gt is not None and not v > gt:
+        return f"must be > {gt}, got {v}"
+    if lo is not None and not v >= lo:
+        return f"must be >= {lo}, got {v}"
+    if hi is not None and not v <= hi:
+        return f"must be <= {hi}, got {v}"
+    return None
+
+
+def check_config(cfg: Any) -> None:
+    """Validate every field of dataclass ``cfg`` against its :func:`option` declaration.
+
+    Raises :class:`ConfigError` naming the first field out of its choices or bounds.
     """
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} options")
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("flag", True) or f.name in skip:
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if v is None and field_default(f) is None:
             continue
-        tp = _scalar_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs: dict[str, Any] = {"default": None, "dest": prefix + f.name,
-                                  "help": f"{f.metadata.get('help', '')} (default: {default})"}
-        if f.metadata.get("choices"):
-            kwargs["choices"] = list(f.metadata["choices"])
-        if tp is bool:
-            kwargs["type"] = _bool
-            kwargs["metavar"] = "BOOL"
-        elif typing.get_origin(tp) in (list, tuple):
-            inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            kwargs["type"] = inner
-            kwargs["nargs"] = "+"
-        elif tp in (int, float, str):
-            kwargs["type"] = tp
-        flag = "--" + (prefix + f.name).replace("_", "-")
-        group.add_argument(flag, **kwargs)
+        values = v if isinstance(v, (tuple, list)) else (v,)
+        choices = field_choices(f)
+        for item in values:
+            if choices is not None and item not in choices:
+                raise ConfigError(f"unknown value {item!r}; choose from "
+                                  f"{', '.join(map(str, choices))}", type(cfg).__name__, f.name)
+            problem = _bound_problem(f, item)
+            if problem:
+                raise ConfigError(problem, type(cfg).__name__, f.name)
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "",
-                     base: C | None = None) -> C:
-    """Build ``cls`` from parsed args: flags the user set override ``base`` (or defaults)."""
-    values = dataclasses.asdict(base) if base is not None else {}
-    for f in dataclasses.fields(cls):
-        v = getattr(args, prefix + f.name, None)
-        if v is not None:
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**values)
-
-
-def config_help(cls: type) -> list[tuple[str, Any, str]]:
+def config_fields(cls: type) -> list[tuple[str, Any, str]]:
     """``(name, default, help)`` per field, for docs and tables."""
-    out = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append((f.name, default, f.metadata.get("help", "")))
-    return out
+    return [(f.name, field_default(f), f.metadata.get("help", "")) for f in dataclasses.fields(cls)]

@@ -3,7 +3,7 @@
 Used by the preference and RAG wings (tests, demos, CPU experiments) and by ``--model tiny``.
 
 * :class:`TinyLMConfig` — the model and tokenizer sizes (one dataclass, CLI flags come
-  from it via :func:`descentlab.core.config.add_config_args`).
+  from it via :func:`descentlab.cli.options.add_config_args`).
 * :func:`train_tokenizer` — word-level or byte-level BPE tokenizer trained on given texts
   with the ``tokenizers`` library, returned as a ``transformers.PreTrainedTokenizerFast``
   with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` and a chat template (:data:`CHAT_TEMPLATE`).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from descentlab.core.plotting import plt, save_figure
+from descentlab.core.plotting import get_cmap, save_figure, subplots
 
 MAX_HISTORY_LINES = 30  # snapshots drawn from the optimisation history (evenly subsampled)
 
@@ -37,7 +37,6 @@ def plot_plan(occ: np.ndarray, start: Sequence[float], goal: Sequence[float],
     cells: (L, 2) the final 8-connected cell path; cells on obstacles or off the map get a
     red cross. reference_cells: (L', 2) e.g. the A* path, a wide pale green band.
     """
-    pyplot = plt()
     from matplotlib.colors import ListedColormap
     from matplotlib.ticker import MaxNLocator
 
@@ -49,7 +48,7 @@ def plot_plan(occ: np.ndarray, start: Sequence[float], goal: Sequence[float],
     lw = float(np.clip(0.08 * cell_pt, 0.7, 2.2))  # line width (points)
     ms = 10.0  # start/goal marker size (points): landmarks, the same on every map
     wp_ms = float(np.clip(0.2 * cell_pt, 0.0, 5.0))  # waypoint dots, dropped on large maps
-    fig, ax = pyplot.subplots(figsize=(fig_w, max(3.0, fig_w * h / w)))
+    fig, ax = subplots(figsize=(fig_w, max(3.0, fig_w * h / w)))
     ax.imshow(occ, cmap=ListedColormap(["#ffffff", "#3b3b3b"]), vmin=0, vmax=1,
               interpolation="nearest" if size <= 128 else "antialiased",
               extent=(-0.5, w - 0.5, h - 0.5, -0.5))
@@ -62,7 +61,7 @@ def plot_plan(occ: np.ndarray, start: Sequence[float], goal: Sequence[float],
     if history is not None and len(history) > 0:
         keep = np.unique(np.round(np.linspace(0, len(history) - 1,
                                               min(len(history), MAX_HISTORY_LINES))).astype(int))
-        cmap = pyplot.get_cmap("Blues")
+        cmap = get_cmap("Blues")
         for n, k in enumerate(keep):
             x, y = _xy(history[k])
             shade = 0.25 + 0.7 * n / max(len(keep) - 1, 1)
@@ -115,8 +114,7 @@ def plot_loss_curves(history: dict[str, Sequence[float]], path: str | os.PathLik
     The y axis is logarithmic when every value is positive, else symmetric-log with its
     linear range set by the smallest nonzero magnitude (so small terms stay visible).
     """
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(6.4, 3.8))
+    fig, ax = subplots(figsize=(6.4, 3.8))
     values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in history.values()]
                             or [np.zeros(0)])
     values = values[np.isfinite(values)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from descentlab.core.io import atomic_write
-from descentlab.core.plotting import plt, save_figure
+from descentlab.core.plotting import save_figure, subplots
 
 MAX_FRAMES = 150
 HOLD_FRAMES = 6  # the last frame shows this many frame durations
@@ -129,7 +129,6 @@ def plot_final(true_occ: np.ndarray, result, start, goal, path: str | os.PathLik
                title: str = "") -> Path:
     """Final figure: true map with the executed path and the optimal (A*) path; the final
     estimate beside it. prob/seen (H, W): the final estimate (default: the last frame's)."""
-    pyplot = plt()
     from descentlab.planning.search import astar
 
     if prob is None and result.frames:
@@ -140,7 +139,7 @@ def plot_final(true_occ: np.ndarray, result, start, goal, path: str | os.PathLik
     h, w = true_occ[box].shape
     extent = (c0 - 0.5, c0 + w - 0.5, r0 + h - 0.5, r0 - 0.5)
     panels = 2 if prob is not None else 1
-    fig, axes = pyplot.subplots(1, panels, figsize=(5.2 * panels, 5.2 * h / w + 0.6),
+    fig, axes = subplots(1, panels, figsize=(5.2 * panels, 5.2 * h / w + 0.6),
                                 squeeze=False)
     seen_box = seen[box] if seen is not None else np.ones((h, w), dtype=bool)
     axes[0, 0].imshow(_true_rgb(true_occ[box], seen_box).astype(np.uint8), extent=extent,

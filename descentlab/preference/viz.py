@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from descentlab.core.plotting import plt, save_figure
+from descentlab.core.plotting import save_figure, subplots
 
 # panel title -> metrics drawn in it (only those present in the log)
 PANELS: dict[str, tuple[str, ...]] = {
@@ -29,10 +29,9 @@ def plot_training(history: list[dict], path: str | os.PathLike, title: str = "")
         return None
     panels = {t: [k for k in keys if any(k in r for r in history)] for t, keys in PANELS.items()}
     panels = {t: ks for t, ks in panels.items() if ks}
-    pyplot = plt()
     cols = 3
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = pyplot.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (name, keys) in zip(axes.flat, panels.items()):
         for k in keys:
             pts = [(r["step"], r[k]) for r in history if r.get(k) is not None]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.core.plotting import plot_curves, plt, save_figure
+from descentlab.core.plotting import plot_curves, save_figure, subplots
 
 QA_PANELS = (
     ("qa_em_train_closed_book", "train facts,\nno retrieval"),
@@ -39,11 +39,10 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """``qa.png`` (exact match by where the fact lives + counterfactual), ``grounding.png``
     (perplexity with/without retrieval, memorisation ratio), ``loss.png`` (training loss)."""
     out = Path(out_dir)
-    pyplot = plt()
     n_seeds = len(result.get("seeds", [])) or 1
     paths = []
 
-    fig, ax = pyplot.subplots(figsize=(10, 3.8))
+    fig, ax = subplots(figsize=(10, 3.8))
     panels = [(k, lab) for k, lab in QA_PANELS  # skip metrics that no arm reports
               if any(v.get(k) is not None and v[k] == v[k] for v in result["variants"].values())]
     _bars(ax, result, [k for k, _ in panels], [lab for _, lab in panels])
@@ -54,7 +53,7 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=7, ncol=3)
     paths.append(save_figure(fig, out / "qa.png"))
 
-    fig, (a1, a2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.6))
     _bars(a1, result, ["ppl_no_retrieval", "ppl_retrieval"], ["no retrieval", "retrieval"])
     a1.set_ylabel("perplexity (retrieval-only docs)")
     a1.set_yscale("log")

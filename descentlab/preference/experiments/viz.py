@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from descentlab.core.plotting import plt, save_figure
+from descentlab.core.plotting import get_cmap, save_figure, subplots
 
 BANDIT_PANELS: dict[str, str] = {
     "pi_chosen": "π(y₊), mean over data pairs",
@@ -28,16 +28,15 @@ LENGTH_PANELS: dict[str, str] = {
 
 
 def _style(i: int) -> dict:
-    return {"color": plt().get_cmap("tab10")(i % 10), "linestyle": "-" if i < 10 else "--"}
+    return {"color": get_cmap("tab10")(i % 10), "linestyle": "-" if i < 10 else "--"}
 
 
 def _curve_panels(result: dict, panels: dict[str, str], steps: list[int], path: Path,
                   title: str, refs: dict[str, dict[str, float]] | None = None) -> Path:
     """One panel per metric, one line per loss (mean over seeds, ± std band)."""
-    pyplot = plt()
     cols = 4
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = pyplot.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
     for ax, (key, label) in zip(axes.flat, panels.items()):
         for i, (name, entry) in enumerate(result["losses"].items()):
             c = entry["curves"].get(key)
@@ -95,8 +94,7 @@ def plot_length(result: dict, out_dir: Path) -> list[Path]:
                          out_dir / "length_curves.png", title)]
     diag = result.get("gradnorm_scatter")
     if diag:
-        pyplot = plt()
-        fig, (a0, a1) = pyplot.subplots(1, 2, figsize=(11, 3.8))
+        fig, (a0, a1) = subplots(1, 2, figsize=(11, 3.8))
         a0.scatter(diag["seq_length"], diag["seq_norm"], s=8, alpha=0.6)
         a0.set_title(f"‖∇log π(y)‖ vs |y| at π₀ (log-log slope {diag['seq_slope']:.2f})",
                      fontsize=9)
@@ -124,9 +122,8 @@ def plot_length(result: dict, out_dir: Path) -> list[Path]:
 def plot_per_seed(result: dict, fields: tuple[str, ...], path: Path) -> Path:
     """One panel per final field: every seed's value (dots) and the mean (bar) per loss —
     shows outlier seeds that a mean ± std hides."""
-    pyplot = plt()
     names = list(result["losses"])
-    fig, axes = pyplot.subplots(1, len(fields), figsize=(4.6 * len(fields), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(fields), figsize=(4.6 * len(fields), 3.6), squeeze=False)
     for ax, f in zip(axes.flat, fields):
         for i, name in enumerate(names):
             vals = [p[f] for p in result["losses"][name]["per_seed"] if p.get(f) is not None]

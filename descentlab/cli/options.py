@@ -1,0 +1,116 @@
+"""Config dataclasses as argparse flags: the flags, choices and help come from the fields.
+
+:func:`add_config_args` adds one ``--flag`` per field that has a flag and records, on the
+subcommand, which flag each ``(config, field)`` became; :func:`config_from_args` builds the
+config back from what the user set (flagless fields are never read from arguments).
+:func:`flag_for` turns a library error's field (``PlannerConfig.lr``, or a parameter name
+such as ``start``) into the flag the user typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+from descentlab.core.config import field_choices, field_default
+
+C = TypeVar("C")
+
+
+def _scalar_type(tp: Any) -> Any:
+    """Strip Optional[...] / X | None to the underlying scalar type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return tp
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _bounds(f: dataclasses.Field) -> str:
+    parts = []
+    if f.metadata.get("gt") is not None:
+        parts.append(f"> {f.metadata['gt']}")
+    if f.metadata.get("min") is not None:
+        parts.append(f">= {f.metadata['min']}")
+    if f.metadata.get("max") is not None:
+        parts.append(f"<= {f.metadata['max']}")
+    return f"; {', '.join(parts)}" if parts else ""
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
+                    skip: typing.Collection[str] = ()) -> None:
+    """Add one ``--flag`` per field of dataclass ``cls`` (``under_scores`` -> ``dashes``).
+
+    Defaults are ``None`` on the parser so that :func:`config_from_args` can tell which
+    flags the user actually set (and e.g. let a preset fill the rest).
+    """
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} options")
+    flags = dict(parser.get_default("config_flags") or {})
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flag", True) or f.name in skip:
+            continue
+        tp = _scalar_type(hints[f.name])
+        kwargs: dict[str, Any] = {
+            "default": None, "dest": prefix + f.name,
+            "help": f"{f.metadata.get('help', '')} (default: {field_default(f)}{_bounds(f)})"}
+        choices = field_choices(f)
+        if choices:
+            kwargs["choices"] = choices
+        if tp is bool:
+            kwargs["type"] = _bool
+            kwargs["metavar"] = "BOOL"
+        elif typing.get_origin(tp) in (list, tuple):
+            inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
+            kwargs["type"] = inner
+            kwargs["nargs"] = "+"
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        group.add_argument(flag, **kwargs)
+        flags[f"{cls.__name__}.{f.name}"] = flag
+    parser.set_defaults(config_flags=flags)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "",
+                     base: C | None = None) -> C:
+    """Build ``cls`` from parsed args: flags the user set override ``base`` (or defaults)."""
+    values = dataclasses.asdict(base) if base is not None else {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flag", True):
+            continue
+        v = getattr(args, prefix + f.name, None)
+        if v is not None:
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**values)
+
+
+def flag_for(args: argparse.Namespace, where: str | None) -> str | None:
+    """The flag the user typed for a library error's ``where``, or None if it has none.
+
+    ``Class.field`` maps through what :func:`add_config_args` registered; a bare name
+    (a function parameter such as ``start``) maps to the subcommand's option of that dest.
+    """
+    if not where:
+        return None
+    flags = getattr(args, "config_flags", None) or {}
+    if where in flags:
+        return flags[where]
+    parser = getattr(args, "subparser", None)
+    if parser is not None and where.isidentifier():
+        for action in parser._actions:
+            if action.dest == where and action.option_strings:
+                return action.option_strings[-1]
+    return None
