@@ -1,9 +1,9 @@
 """``descentlab demo``: every part that exists, on embedded defaults.
 
-Each part is a function ``(out_dir: Path, args) -> dict`` registered in :data:`PARTS`
-(as ``"module:function"`` so nothing heavy is imported until the part runs). A part's
-result has a ``summary`` dict of scalars, printed as the table; the whole result goes to
-``--json`` as ``{"parts": {name: result}}``.
+Each part is the function ``demo_part(out_dir: Path, args) -> dict`` of a wing's CLI
+module (:data:`PARTS`, derived from the command table; nothing heavy is imported until it
+runs). A part's result has a ``summary`` dict of scalars, printed as the table; the whole
+result goes to ``--json`` as ``{"parts": {name: result}}``.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ from pathlib import Path
 from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 
-PARTS: dict[str, str] = {
-    "planning": "descentlab.cli.planning:demo_part",
-    "navigation": "descentlab.cli.navigation:demo_part",
-    "rag": "descentlab.cli.rag:demo_part",
-    "preference": "descentlab.cli.preference:demo_part",
-}
+
+def _parts() -> dict[str, str]:
+    """Part name -> module: every wing's CLI module (each has a ``demo_part``), in the
+    order of :data:`descentlab.cli.main.COMMANDS`."""
+    from descentlab.cli.main import COMMANDS
+
+    modules = dict.fromkeys(module for module, _ in COMMANDS.values() if module != __name__)
+    return {module.rsplit(".", 1)[1]: module for module in modules}
 
 
-def _load(spec: str):
-    module, fn = spec.split(":")
-    return getattr(importlib.import_module(module), fn)
+PARTS = _parts()
+
+
+def _load(module: str):
+    return importlib.import_module(module).demo_part
 
 
 def run_demo(args: argparse.Namespace) -> dict:
@@ -52,8 +56,7 @@ def run_demo(args: argparse.Namespace) -> dict:
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
 
-    p = sub.add_parser("demo", help="run every part on embedded defaults",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser("demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="descentlab-out", help="output folder (default: %(default)s)")
     p.add_argument("--parts", nargs="+", choices=list(PARTS), default=None,
                    help="run only these parts (default: all)")

@@ -23,14 +23,19 @@ import sys
 
 from descentlab.core.errors import EXIT_FAILED, EXIT_INPUT_ERROR, EXIT_OK, InputError
 
-# One module per wing; each registers its own subcommands.
-COMMAND_MODULES = (
-    "descentlab.cli.demo",
-    "descentlab.cli.planning",
-    "descentlab.cli.navigation",
-    "descentlab.cli.rag",
-    "descentlab.cli.preference",
-)
+# command -> (the module whose ``register(sub)`` adds it, its one-line help). Only the
+# module of the command being run is imported, so ``descentlab --help`` (and every other
+# command) does not pay for torch or the other wings.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("descentlab.cli.demo", "run every part on embedded defaults"),
+    "plan": ("descentlab.cli.planning", "plan one path on a grid map"),
+    "plan-bench": ("descentlab.cli.planning", "benchmark a planner on MovingAI scenarios"),
+    "navigate": ("descentlab.cli.navigation", "navigate a map seen only near the bot (SPEC B)"),
+    "nav-bench": ("descentlab.cli.navigation", "benchmark navigators side by side"),
+    "rag": ("descentlab.cli.rag", "retrieval-augmented LM training (SPEC E)"),
+    "prefopt": ("descentlab.cli.preference",
+                "preference optimisation (DPO family, on-policy PDPO)"),
+}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -77,7 +82,21 @@ def add_common_args(parser: argparse.ArgumentParser, *, device: bool = True) -> 
                              "at --json")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Subcommands:
+    """What a module's ``register`` sees as ``sub``: ``add_parser`` with the help of
+    :data:`COMMANDS`, so the listing and the command agree."""
+
+    def __init__(self, sub: argparse._SubParsersAction):
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs["help"] = COMMANDS[name][1]
+        return self._sub.add_parser(name, **kwargs)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full flags of the command named in ``argv`` only (the others
+    are listed by name and help); ``argv=None`` builds every command in full."""
     parser = ArgumentParser(
         prog="descentlab",
         description="Trust gradient descent: planning, preference optimisation, RAG training.")
@@ -85,8 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"descentlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    wanted = set(COMMANDS) if argv is None else {a for a in argv if a in COMMANDS}
+    modules = {COMMANDS[c][0] for c in wanted}
+    for name, (module, help_) in COMMANDS.items():
+        if module not in modules:
+            sub.add_parser(name, help=help_)
+        elif name not in sub.choices:
+            importlib.import_module(module).register(_Subcommands(sub))
     return parser
 
 
@@ -108,7 +132,8 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[:1] if argv and not argv[0].startswith("-") else [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help, --version (0) or a usage error (2)

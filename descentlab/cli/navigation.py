@@ -11,20 +11,30 @@ from descentlab.cli.options import add_config_args, config_from_args
 from descentlab.core.errors import EXIT_FAILED, InputError
 from descentlab.core.outputs import folder
 
-SENSOR_PREFIX = {"soft": "soft_", "ray": ""}
-MAPPER_PREFIX = {"note": "note_", "logodds": ""}
+
+def _prefix(name: str, default: str) -> str:
+    """Flags of the default sensor/mapper are bare (``--radius``); the others' carry the
+    name (``--soft-beta``)."""
+    return "" if name == default else f"{name}_"
+
+
+def _registered(registry: dict, default: str):
+    """``(name, config class, flag prefix)`` per entry of a sensor/mapper registry."""
+    return [(name, cfg_cls, _prefix(name, default)) for name, (cfg_cls, _) in registry.items()]
 
 
 def _sensor_config(args):
-    from descentlab.planning.sensors import SENSORS
+    from descentlab.planning.sensors import DEFAULT_SENSOR, SENSORS
 
-    return config_from_args(SENSORS[args.sensor][0], args, prefix=SENSOR_PREFIX[args.sensor])
+    return config_from_args(SENSORS[args.sensor][0], args,
+                            prefix=_prefix(args.sensor, DEFAULT_SENSOR))
 
 
 def _mapper_config(args):
-    from descentlab.planning.mapping import MAPPERS
+    from descentlab.planning.mapping import DEFAULT_MAPPER, MAPPERS
 
-    return config_from_args(MAPPERS[args.mapper][0], args, prefix=MAPPER_PREFIX[args.mapper])
+    return config_from_args(MAPPERS[args.mapper][0], args,
+                            prefix=_prefix(args.mapper, DEFAULT_MAPPER))
 
 
 def _nav_config(args):
@@ -41,17 +51,16 @@ def _planner_config(args):
 
     name = args.planner_preset
     base = default_planner_config() if name == "nav" else PRESETS[name]
-    try:
-        return config_from_args(PlannerConfig, args, prefix="planner_", base=base)
-    except ValueError as e:
-        raise InputError(str(e), where="planner options") from None
+    return config_from_args(PlannerConfig, args, prefix="planner_", base=base)
 
 
 def _apply_preset(args) -> None:
     """Fill --map/--sensor/--mapper from --preset where the user did not set them."""
+    from descentlab.planning.mapping import DEFAULT_MAPPER
     from descentlab.planning.navigation import NAV_PRESETS
+    from descentlab.planning.sensors import DEFAULT_SENSOR
 
-    defaults = {"map": "note", "sensor": "ray", "mapper": "logodds"}
+    defaults = {"map": "note", "sensor": DEFAULT_SENSOR, "mapper": DEFAULT_MAPPER}
     preset = NAV_PRESETS.get(args.preset or "", {})
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -243,24 +252,33 @@ def _pool(per_map: dict, planners) -> dict:
 
 
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
-    """The note preset with the gradient planner, and A* vs gradient on one random 64x64 map."""
+    """The note preset with the gradient planner, and A* vs gradient on one random 64x64 map,
+    through the library API (:func:`descentlab.planning.navigate`)."""
+    from descentlab.planning import load_map, navigate
+    from descentlab.planning.grid import NOTE_GOAL, NOTE_START
+    from descentlab.planning.nav_bench import random_problem
+    from descentlab.planning.viz_nav import plot_final, save_gif
+
+    rnd = random_problem(args.seed, 64, 0.2)
+    note = (load_map("note"), NOTE_START, NOTE_GOAL)
     runs = {
-        "note_preset_gradient": dict(preset="note", planner="gradient", map=None),
-        "random64_ray_gradient": dict(preset=None, planner="gradient", map="random"),
-        "random64_ray_astar": dict(preset=None, planner="astar", map="random"),
+        "note_preset_gradient": (note, dict(preset="note", planner="gradient")),
+        "random64_ray_gradient": ((rnd.grid, rnd.start, rnd.goal), dict(planner="gradient")),
+        "random64_ray_astar": ((rnd.grid, rnd.start, rnd.goal), dict(planner="astar")),
     }
-    parser = build_navigate_parser()
     parts = {}
-    for key, kw in runs.items():
-        argv = ["--out", str(out_dir / key), "--seed", str(args.seed), "--device", args.device,
-                "--planner", kw["planner"]]
-        if kw["preset"]:
-            argv += ["--preset", kw["preset"]]
-        if kw["map"]:
-            argv += ["--map", kw["map"]]
-        res = run_navigate(parser.parse_args(argv))
-        parts[key] = {k: res[k] for k in ("map", "planner", "sensor", "mapper", "summary",
-                                          "figures")}
+    for key, ((grid, start, goal), kw) in runs.items():
+        res = navigate(grid, start, goal, **kw, device=args.device, seed=args.seed, record=True)
+        occ = grid.occ
+        figures = {"gif": str(save_gif(occ, res, start, goal, out_dir / key / "navigation.gif")),
+                   "final": str(plot_final(occ, res, start, goal,
+                                           out_dir / key / "navigation_final.png",
+                                           prob=res.estimate, seen=res.seen))}
+        summary = res.summary()
+        print(f"{key}: success {summary['success']}, length / optimal "
+              f"{summary['length_ratio']:.3f}, {summary['time_per_step_ms_median']:.1f} ms/step",
+              flush=True)
+        parts[key] = {"planner": kw["planner"], "summary": summary, "figures": figures}
     summary = {}
     for key, res in parts.items():
         for m in ("success", "length_ratio", "bumps", "time_per_step_ms_median"):
@@ -269,30 +287,29 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
-    from descentlab.planning.mapping import MAPPERS, LogOddsConfig, NoteMapperConfig
+    from descentlab.planning.mapping import DEFAULT_MAPPER, MAPPERS
     from descentlab.planning.navigation import NavConfig
     from descentlab.planning.planner import PRESETS, PlannerConfig
-    from descentlab.planning.sensors import SENSORS, RaySensorConfig, SoftSensorConfig
+    from descentlab.planning.sensors import DEFAULT_SENSOR, SENSORS
 
-    p.add_argument("--sensor", choices=list(SENSORS), default="ray" if bench else None,
+    p.add_argument("--sensor", choices=list(SENSORS), default=DEFAULT_SENSOR if bench else None,
                    help="soft (the note's Gaussian-footprint observation) or ray (range sensor "
-                        "with occlusion) (default: ray; the note preset: soft)")
-    p.add_argument("--mapper", choices=list(MAPPERS), default="logodds" if bench else None,
+                        f"with occlusion) (default: {DEFAULT_SENSOR}; the note preset: soft)")
+    p.add_argument("--mapper", choices=list(MAPPERS), default=DEFAULT_MAPPER if bench else None,
                    help="note (the note's gradient mapper) or logodds (Bayesian occupancy) "
-                        "(default: logodds; the note preset: note)")
+                        f"(default: {DEFAULT_MAPPER}; the note preset: note)")
     p.add_argument("--planner-preset", choices=["nav", *PRESETS], default="nav",
                    help="gradient planner preset: nav (the default preset with shorter stages, "
                         "for replanning) or one of `descentlab plan` (default: %(default)s)")
     add_config_args(p, NavConfig)
-    add_config_args(p, RaySensorConfig)
-    add_config_args(p, SoftSensorConfig, prefix="soft_")
-    add_config_args(p, LogOddsConfig)
-    add_config_args(p, NoteMapperConfig, prefix="note_")
+    for _, cfg_cls, prefix in [*_registered(SENSORS, DEFAULT_SENSOR),
+                               *_registered(MAPPERS, DEFAULT_MAPPER)]:
+        add_config_args(p, cfg_cls, prefix=prefix)
     add_config_args(p, PlannerConfig, prefix="planner_", skip=("record_every",))
 
 
 def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``navigate`` flags (also used by the demo part)."""
+    """The ``navigate`` flags."""
     from descentlab.cli.main import ArgumentParser, add_common_args
     from descentlab.planning.navigation import NAVIGATORS
 
@@ -327,12 +344,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
     from descentlab.planning.navigation import NAVIGATORS
 
-    p = sub.add_parser("navigate", help="navigate a map seen only near the bot (SPEC B)",
+    p = sub.add_parser("navigate",
                        description="Observe, update the map estimate, replan, move; repeat "
                                    "until the goal. Writes an animated GIF and a final figure.")
     build_navigate_parser(p)
 
-    b = sub.add_parser("nav-bench", help="benchmark navigators side by side",
+    b = sub.add_parser("nav-bench",
                        description="Every planner on the same seeded random 64x64 maps (20%% "
                                    "obstacles) or MovingAI scenarios; success, length ratio, "
                                    "bumps, replans, time per step, map accuracy.")

@@ -39,13 +39,9 @@ def _bool(text: str) -> bool:
 
 
 def _bounds(f: dataclasses.Field) -> str:
-    parts = []
-    if f.metadata.get("gt") is not None:
-        parts.append(f"> {f.metadata['gt']}")
-    if f.metadata.get("min") is not None:
-        parts.append(f">= {f.metadata['min']}")
-    if f.metadata.get("max") is not None:
-        parts.append(f"<= {f.metadata['max']}")
+    signs = {"gt": ">", "min": ">=", "lt": "<", "max": "<="}
+    parts = [f"{sign} {f.metadata[k]}" for k, sign in signs.items()
+             if f.metadata.get(k) is not None]
     return f"; {', '.join(parts)}" if parts else ""
 
 

@@ -20,10 +20,7 @@ def _planner_config(args: argparse.Namespace):
     name = resolve_preset(args.planner, args.preset, getattr(args, "init", None))
     if name is None:
         return None, None
-    try:
-        return config_from_args(PlannerConfig, args, base=PRESETS[name]), name
-    except ValueError as e:
-        raise InputError(str(e), where="planner options") from None
+    return config_from_args(PlannerConfig, args, base=PRESETS[name]), name
 
 
 def run_plan(args: argparse.Namespace) -> dict:
@@ -167,7 +164,7 @@ def _add_planner_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
 
-    p = sub.add_parser("plan", help="plan one path on a grid map",
+    p = sub.add_parser("plan",
                        description="Plan one path by gradient descent (or A*) and draw it.")
     p.add_argument("--map", required=True, help="'note', a MovingAI .map, .npy, .txt or image")
     p.add_argument("--start", default=None, help="ROW,COL (default on the note map: 0,0)")
@@ -177,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_args(p)
     p.set_defaults(run=run_plan, outputs=(folder("out", recognise=("plan.png", "loss.png")),))
 
-    b = sub.add_parser("plan-bench", help="benchmark a planner on MovingAI scenarios",
+    b = sub.add_parser("plan-bench",
                        description="Success rate, length ratio and time per plan on a .scen.")
     b.add_argument("map", help="MovingAI .map file")
     b.add_argument("--scen", default=None, help="scenario file (default: MAP.scen)")

@@ -1,8 +1,10 @@
 """``descentlab rag``: retrieval-augmented LM training (SPEC part E).
 
-Subcommands: ``experiment`` (the grounding experiment, presets tiny/small), ``index`` (a BM25
-index of a corpus), ``train`` (a model on a corpus with one objective variant) and ``eval``
-(perplexity with/without retrieval, cloze QA from a probes file).
+Subcommands: ``experiment`` (the grounding experiment, presets tiny/small), ``merge``
+(experiment results of other seeds), ``index`` (a BM25 index of a corpus), ``search`` (query a
+saved index), ``train`` (a model on a corpus with one objective variant) and ``eval``
+(perplexity with/without retrieval, cloze QA from a probes file). Parsing and printing only:
+the work is :mod:`descentlab.rag`'s.
 """
 
 from __future__ import annotations
@@ -12,33 +14,37 @@ import dataclasses
 from pathlib import Path
 
 from descentlab.cli.options import add_config_args, config_from_args
+from descentlab.core.errors import InputError
 from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 from descentlab.core.training import TrainConfig
 from descentlab.lm.tiny import TinyLMConfig
+from descentlab.rag.api import RagEvalConfig
 from descentlab.rag.experiment import PRESETS, REQUIRED_FIELDS, RagExperimentConfig
 from descentlab.rag.objective import RagObjectiveConfig
+from descentlab.rag.retrieval import BM25_METHODS, RETRIEVERS
 
 CORPUS_HELP = "documents: a JSONL file ({id, text, entity} per line) or a folder of .txt files"
+INDEX_HELP = "a saved index folder (`rag index --out`); its corpus fingerprint is checked"
 
 
 def _configs(args: argparse.Namespace, preset: str | None):
-    p = PRESETS[preset] if preset else {"experiment": {}, "model": {}, "train": {},
-                                        "objective": {}}
-    exp = config_from_args(RagExperimentConfig, args,
-                           base=RagExperimentConfig(**p["experiment"]))
+    from descentlab.rag.experiment import preset_configs
+
+    base = preset_configs(preset)
+    exp, model, train, obj = (config_from_args(type(b), args, base=b) for b in base)
     if getattr(args, "seeds", None) is None and args.seed != 0:
         exp = dataclasses.replace(exp, seeds=(args.seed,))
-    model = config_from_args(TinyLMConfig, args, base=TinyLMConfig(**p["model"]))
-    train = config_from_args(TrainConfig, args, base=TrainConfig(**p["train"]))
-    obj = config_from_args(RagObjectiveConfig, args, base=RagObjectiveConfig(**p["objective"]))
     return exp, model, train, obj
 
 
 def experiment_table(result: dict) -> str:
+    from descentlab.rag.viz import ordered_arms
+
     cols = ["arm", *REQUIRED_FIELDS, "qa_em_train_closed_book", "qa_em_train_distractor"]
     rows = []
-    for arm, v in result["variants"].items():
+    for arm in ordered_arms(result):
+        v = result["variants"][arm]
         row = {"arm": arm}
         for k in cols[1:]:
             m, s = v.get(k), v.get(f"{k}_std", 0.0)
@@ -55,7 +61,7 @@ def run_experiment_cmd(args: argparse.Namespace) -> dict:
     exp, model, train, obj = _configs(args, args.preset)
     out = Path(args.out)
     result = run_experiment(exp, model, train, obj, out, device=args.device, resume=args.resume,
-                            preset=args.preset)
+                            preset=args.preset, log=lambda line: print(line, flush=True))
     result["figures"] = [str(p) for p in plot_experiment(result, out)]
     print(experiment_table(result))
     r = result["retrieval"]
@@ -66,9 +72,11 @@ def run_experiment_cmd(args: argparse.Namespace) -> dict:
 
 def run_merge(args: argparse.Namespace) -> dict:
     from descentlab.core.io import read_json
+    from descentlab.core.seeding import resolve_device
     from descentlab.rag.experiment import merge_results
     from descentlab.rag.viz import plot_experiment
 
+    resolve_device(args.device)  # nothing to run on it, but a bad value is still an error
     result = merge_results([read_json(p) for p in args.results], names=list(args.results))
     result["figures"] = [str(p) for p in plot_experiment(result, args.out)]
     print(experiment_table(result))
@@ -76,104 +84,112 @@ def run_merge(args: argparse.Namespace) -> dict:
 
 
 def run_index(args: argparse.Namespace) -> dict:
+    from descentlab.core.seeding import resolve_device
     from descentlab.rag.corpus import load_corpus
     from descentlab.rag.retrieval import BM25Index
 
+    resolve_device(args.device)  # BM25 runs on the CPU; the flag is checked like elsewhere
     corpus = load_corpus(args.corpus)
     index = BM25Index(corpus, k1=args.k1, b=args.b, method=args.method)
     path = index.save(args.out, overwrite=args.overwrite)
     result = {"docs": len(corpus), "entities": len(corpus.entity_names),
-              "vocab": len(index.vocab), "index": str(path)}
-    print(format_table([result]))
+              "vocab": len(index.vocab), "index": str(path),
+              "fingerprint": index.fingerprint}
+    print(format_table([{k: v for k, v in result.items() if k != "fingerprint"}]))
     return result
 
 
-def _load_model(args, texts):
-    from descentlab.lm.tiny import load_model_and_tokenizer
-
-    tiny = config_from_args(TinyLMConfig, args) if args.model == "tiny" else None
-    return load_model_and_tokenizer(args.model, texts=texts, tiny=tiny, seed=args.seed)
+def _snippet(text: str, width: int = 72) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
 
 
-def _max_length(model) -> int | None:
-    cfg = model.config
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+def run_search(args: argparse.Namespace) -> dict:
+    from descentlab.core.seeding import resolve_device
+    from descentlab.rag.api import Query, load_queries, search
+    from descentlab.rag.retrieval import BM25Index
+
+    resolve_device(args.device)
+    ex_docs = tuple(args.exclude_docs or ())
+    ex_ents = tuple(args.exclude_entities or ())
+    queries = [Query(q, ex_docs, ex_ents) for q in args.query or ()]
+    if args.queries:
+        queries += [dataclasses.replace(q, exclude_docs=q.exclude_docs + ex_docs,
+                                        exclude_entities=q.exclude_entities + ex_ents)
+                    for q in load_queries(args.queries)]
+    if not queries:
+        raise InputError("give a query (or a file of queries)", where="query")
+    index = BM25Index.load(args.index)
+    hits = search(index, queries, args.k)
+    rows = [{"query": n + 1, "rank": h.rank, "id": h.id, "entity": h.entity,
+             "score": round(h.score, 3), "snippet": _snippet(h.text)}
+            for n, hs in enumerate(hits) for h in hs]
+    print(format_table(rows, ["query", "rank", "id", "entity", "score", "snippet"]))
+    return {"index": str(args.index), "k": args.k, "queries": [
+        {"query": q.text, "exclude_doc": list(q.exclude_docs),
+         "exclude_entity": list(q.exclude_entities),
+         "hits": [{"rank": h.rank, "id": h.id, "entity": h.entity, "score": h.score,
+                   "text": h.text} for h in hs]} for q, hs in zip(queries, hits)]}
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    import numpy as np
+    from descentlab.lm.tiny import save_model_and_tokenizer
+    from descentlab.rag import api
+    from descentlab.rag.viz import plot_training
 
-    from descentlab.core.training import save_pretrained, train
-    from descentlab.rag.corpus import load_corpus
-    from descentlab.rag.objective import RagData, suffix_loss
-    from descentlab.rag.retrieval import build_retriever
-
-    corpus = load_corpus(args.corpus)
-    n_targets = len(corpus)
-    if args.retrieval_corpus:
-        corpus = corpus.extended(load_corpus(args.retrieval_corpus).docs)
-    trainable = np.arange(len(corpus)) < n_targets
+    if args.corpus is None and args.index is None:
+        raise InputError("give the training documents (or an index of them)", where="corpus")
+    index = api.as_index(args.index) if args.index else None
+    corpus = args.corpus if args.corpus is not None else index.corpus
     obj = config_from_args(RagObjectiveConfig, args)
-    tcfg = dataclasses.replace(config_from_args(TrainConfig, args), seed=args.seed)
-    model, tokenizer = _load_model(args, corpus.texts)
-    retriever = build_retriever(args.retriever, corpus)
-    data = RagData(corpus, trainable, tokenizer, retriever, obj, seed=args.seed,
-                   max_length=_max_length(model))
+    tiny = config_from_args(TinyLMConfig, args) if args.model == "tiny" else None
     out = Path(args.out)
-    res = train(model, suffix_loss, data.batch_fn(), tcfg, out, resume=args.resume,
-                device=args.device, desc=f"rag {obj.variant}")
-    save_pretrained(res, out / "model", tokenizer)
-    result = {"variant": obj.variant, "steps": res.step, "docs": len(corpus),
-              "targets_per_epoch": data.n_per_epoch,
-              "final_loss": res.history[-1].get("loss") if res.history else None,
-              "model": str(out / "model"), "seconds": round(res.seconds, 2)}
-    print(format_table([result]))
+    res = api.train(corpus, model=args.model, objective=obj,
+                    train_config=config_from_args(TrainConfig, args), tiny=tiny, index=index,
+                    retriever=args.retriever, retrieval_corpus=args.retrieval_corpus,
+                    out_dir=out, resume=args.resume, device=args.device, seed=args.seed)
+    model_dir = save_model_and_tokenizer(res.model, res.tokenizer, out / "model")
+    fig = plot_training(res.history, out / "loss.png",
+                        title=f"rag train: {obj.variant}, k={obj.k} ({res.steps} steps)")
+    result = {**res.summary(), "model": str(model_dir), "figure": str(fig),
+              "index": args.index, "retriever": "bm25" if index is not None else args.retriever}
+    print(format_table([{k: v for k, v in result.items() if k != "figure"}]))
+    print(f"training figure: {fig}")
     return result
 
 
 def run_eval(args: argparse.Namespace) -> dict:
-    from descentlab.lm.tiny import load_model_and_tokenizer
-    from descentlab.rag import evaluate as ev
-    from descentlab.rag.corpus import load_corpus
-    from descentlab.rag.retrieval import build_retriever
+    from descentlab.rag import api
 
-    corpus = load_corpus(args.corpus)
-    probes = ev.load_probes(args.probes) if args.probes else None  # all input checked first
-    model, tokenizer = load_model_and_tokenizer(args.model)
-    from descentlab.core.seeding import resolve_device
-
-    dev = resolve_device(args.device)
-    model.to(dev)
-    retriever = build_retriever(args.retriever, corpus)
-    reader = ev.Reader(model, tokenizer, k=args.k, budget=args.context_tokens, device=str(dev))
-    docs = list(range(len(corpus)))[: args.max_docs]
-    result = {"docs": len(docs),
-              "ppl_no_retrieval": ev.perplexity(reader, corpus, docs, None, seed=args.seed),
-              "ppl_retrieval": ev.perplexity(reader, corpus, docs, retriever, seed=args.seed)}
-    if probes:
-        for name, r in (("no_retrieval", None), ("retrieval", retriever)):
-            s = ev.score_probes(reader, probes, r)
-            result[f"qa_em_{name}"] = float(s["em"].mean())
-            result[f"qa_acc_{name}"] = float(s["candidate_acc"].mean())
-    print(format_table([result]))
+    if args.corpus is None and args.index is None:
+        raise InputError("give the documents to evaluate on (or an index of them)",
+                         where="corpus")
+    res = api.evaluate(args.model, args.corpus, args.probes, index=args.index,
+                       config=config_from_args(RagEvalConfig, args), device=args.device,
+                       seed=args.seed)
+    result = res.summary()
+    print(format_table([{k: v for k, v in result.items() if k != "settings"}]))
+    s = result["settings"]
+    print(f"k={s['k']} context_tokens={s['context_tokens']} retriever={s['retriever']} "
+          f"index={s['index']} model={s['model']}")
     return result
 
 
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     """The tiny preset (every arm, one seed): for ``descentlab demo``."""
-    from descentlab.rag.experiment import run_experiment
+    from descentlab.rag.experiment import preset_configs, run_experiment
     from descentlab.rag.viz import plot_experiment
 
-    p = PRESETS["tiny"]
-    exp = RagExperimentConfig(**{**p["experiment"], "seeds": (getattr(args, "seed", 0),)})
-    result = run_experiment(exp, TinyLMConfig(**p["model"]), TrainConfig(**p["train"]),
-                            RagObjectiveConfig(**p["objective"]), out_dir,
-                            device=getattr(args, "device", "cpu"), preset="tiny",
-                            log=lambda *_: None)
+    exp, model, train, obj = preset_configs(
+        "tiny", experiment={"seeds": (getattr(args, "seed", 0),)})
+    result = run_experiment(exp, model, train, obj, out_dir,
+                            device=getattr(args, "device", "cpu"), preset="tiny")
     plot_experiment(result, out_dir)
     v = result["variants"]
     result["summary"] = {
         "arms": len(v),
+        "closed_book_qa_em_retrieval_only": v["closed_book"]["qa_em_retrieval_only"],
+        "full_qa_em_retrieval_only": v["full"]["qa_em_retrieval_only"],
         "split_counterfactual_follow_rate": v["split"]["counterfactual_follow_rate"],
         "full_counterfactual_follow_rate": v["full"]["counterfactual_follow_rate"],
         "retrieval_recall_at_k": result["retrieval"]["recall_at_k"],
@@ -209,34 +225,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", nargs="+", help="result JSON files of `rag experiment`")
     p.add_argument("--out", default="rag-experiment", help="folder for the figures "
                                                            "(default: %(default)s)")
-    add_common_args(p, device=False)
+    add_common_args(p)
     p.set_defaults(run=run_merge, outputs=(folder("out", recognise=("qa.png",)),))
 
     p = rs.add_parser("index", help="build a BM25 index of a corpus",
-                      description="Index documents with bm25s and save the index folder.")
+                      description="Index documents with bm25s and save the index folder "
+                                  "(reused by `rag search`, `rag train --index`, "
+                                  "`rag eval --index`).")
     p.add_argument("--corpus", required=True, help=CORPUS_HELP)
     p.add_argument("--out", required=True,
                    help="index folder: new, empty or an earlier index (other files in it are "
                         "kept; a folder of anything else needs --overwrite)")
     p.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default: %(default)s)")
     p.add_argument("--b", type=float, default=0.75, help="BM25 b (default: %(default)s)")
-    p.add_argument("--method", default="lucene",
-                   choices=("lucene", "robertson", "atire", "bm25l", "bm25+"),
+    p.add_argument("--method", default="lucene", choices=BM25_METHODS,
                    help="bm25s variant (default: %(default)s)")
-    add_common_args(p, device=False)
+    add_common_args(p)
     p.set_defaults(run=run_index, outputs=(folder("out"),))
+
+    p = rs.add_parser("search", help="query a saved index: ranked ids, scores and snippets",
+                      description="Search a saved BM25 index (exact exclusion by document or "
+                                  "entity id).")
+    p.add_argument("--index", required=True, help=INDEX_HELP)
+    p.add_argument("--query", action="append", metavar="TEXT",
+                   help="query text (repeat for several)")
+    p.add_argument("--queries", metavar="FILE",
+                   help="more queries: one per line, or JSONL {query, exclude_doc?, "
+                        "exclude_entity?} per line (.jsonl)")
+    p.add_argument("--k", type=int, default=5, help="hits per query (default: %(default)s)")
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument("--exclude-doc", dest="exclude_docs", action="append", metavar="ID",
+                    help="never return this document id (repeatable; every query)")
+    ex.add_argument("--exclude-entity", dest="exclude_entities", action="append", metavar="ID",
+                    help="never return a document of this entity (repeatable; every query)")
+    add_common_args(p)
+    p.set_defaults(run=run_search)
 
     p = rs.add_parser("train", help="train a causal LM with a retrieval-augmented objective",
                       description="Train on --corpus (targets) with passages retrieved from it "
                                   "(and --retrieval-corpus) placed before each prefix.")
-    p.add_argument("--corpus", required=True, help=CORPUS_HELP + " (training targets)")
+    p.add_argument("--corpus", default=None,
+                   help=CORPUS_HELP + " (training targets; default: the --index documents)")
     p.add_argument("--retrieval-corpus", default=None,
                    help="extra documents that are retrievable but never targets")
+    p.add_argument("--index", default=None,
+                   help=INDEX_HELP + " against --corpus (+ --retrieval-corpus)")
     p.add_argument("--model", default="tiny",
                    help="'tiny' (random-init GPT-2, tokenizer trained on the corpus) or a local "
                         "transformers causal-LM folder (default: %(default)s)")
-    p.add_argument("--retriever", default="bm25", choices=("bm25", "dense"),
-                   help="retriever (default: %(default)s)")
+    p.add_argument("--retriever", default="bm25", choices=list(RETRIEVERS),
+                   help="retriever when no --index is given (default: %(default)s)")
     p.add_argument("--out", default="rag-train", help="output folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="resume from out/checkpoint.pt")
     add_config_args(p, RagObjectiveConfig)
@@ -248,15 +286,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = rs.add_parser("eval", help="perplexity with/without retrieval, cloze QA",
                       description="Evaluate a trained model folder on a corpus (and probes).")
     p.add_argument("--model", required=True, help="trained model folder (e.g. rag-train/model)")
-    p.add_argument("--corpus", required=True, help=CORPUS_HELP + " (indexed for retrieval)")
+    p.add_argument("--corpus", default=None,
+                   help=CORPUS_HELP + " (indexed for retrieval; default: the --index documents)")
+    p.add_argument("--index", default=None, help=INDEX_HELP + " against --corpus")
     p.add_argument("--probes", default=None,
                    help="JSONL of cloze probes: {prompt, answer, candidates?} per line")
-    p.add_argument("--retriever", default="bm25", choices=("bm25", "dense"),
-                   help="retriever (default: %(default)s)")
-    p.add_argument("--k", type=int, default=2, help="passages per query (default: %(default)s)")
-    p.add_argument("--context-tokens", type=int, default=96,
-                   help="token budget of the passages (default: %(default)s)")
-    p.add_argument("--max-docs", type=int, default=1000,
-                   help="documents scored for perplexity (default: %(default)s)")
+    add_config_args(p, RagEvalConfig)
     add_common_args(p)
     p.set_defaults(run=run_eval)

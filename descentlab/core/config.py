@@ -23,16 +23,18 @@ Choices = typing.Union[typing.Sequence[Any], Mapping[str, Any], Callable[[], Any
 
 
 def option(default: Any, help: str, *, choices: Choices = None, min: float | None = None,
-           max: float | None = None, gt: float | None = None, flag: bool = True) -> Any:
+           max: float | None = None, gt: float | None = None, lt: float | None = None,
+           flag: bool = True) -> Any:
     """A dataclass field with a default, a one-line help, and what values it accepts.
 
     ``choices``: a sequence, a registry (a mapping: its keys) or a zero-argument callable
     returning either (read when needed, so a registry filled later is seen whole).
-    ``min``/``max``: inclusive bounds; ``gt``: an exclusive lower bound. Bounds apply to
+    ``min``/``max``: inclusive bounds; ``gt``/``lt``: exclusive ones. Bounds apply to
     each element of a tuple. ``None`` is accepted where the default is ``None``.
     ``flag=False`` keeps the field out of the CLI (set programmatically only).
     """
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "gt": gt, "flag": flag}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "gt": gt, "lt": lt,
+            "flag": flag}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -52,8 +54,8 @@ def field_default(f: dataclasses.Field) -> Any:
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-class ConfigError(InputError):
-    """A config field out of range: ``where`` is ``Class.field``; ``config`` and ``field``
+class ConfigError(InputError, ValueError):
+    """A config field out of range (a ValueError too, for Python callers): ``where`` is ``Class.field``; ``config`` and ``field``
     let a front end (the CLI) name the place its own way (the flag it registered)."""
 
     def __init__(self, message: str, config: str, field: str):
@@ -67,13 +69,16 @@ def field_error(cfg: Any, name: str, message: str) -> ConfigError:
 
 
 def _bound_problem(f: dataclasses.Field, v: Any) -> str | None:
-    lo, hi, gt = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("gt")
+    m = f.metadata
+    lo, hi, gt, lt = m.get("min"), m.get("max"), m.get("gt"), m.get("lt")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    if isinstance(v, float) and math.isnan(v) and (lo, hi, gt) != (None, None, None):
+    if isinstance(v, float) and math.isnan(v) and (lo, hi, gt, lt) != (None,) * 4:
         return "must be a number, got nan"
     if gt is not None and not v > gt:
         return f"must be > {gt}, got {v}"
+    if lt is not None and not v < lt:
+        return f"must be < {lt}, got {v}"
     if lo is not None and not v >= lo:
         return f"must be >= {lo}, got {v}"
     if hi is not None and not v <= hi:
@@ -99,8 +104,3 @@ def check_config(cfg: Any) -> None:
             problem = _bound_problem(f, item)
             if problem:
                 raise ConfigError(problem, type(cfg).__name__, f.name)
-
-
-def config_fields(cls: type) -> list[tuple[str, Any, str]]:
-    """``(name, default, help)`` per field, for docs and tables."""
-    return [(f.name, field_default(f), f.metadata.get("help", "")) for f in dataclasses.fields(cls)]

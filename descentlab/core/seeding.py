@@ -26,8 +26,8 @@ def resolve_device(name: str | None):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but torch sees no GPU", where="--device")
+        raise InputError("CUDA was requested but torch sees no GPU", where="device")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise InputError(f"unknown device {name!r}", where="--device") from None
+        raise InputError(f"unknown device {name!r}", where="device") from None

@@ -49,11 +49,33 @@ Files in ``out_dir``: ``train_log.jsonl`` (one record per log step: ``step``, ``
 scheduler, grad scaler, every process's RNG states, the unfinished log window, the step).
 ``resume=True`` restores all of it, truncates the log to the checkpoint's step and
 continues: on CPU the parameters are bitwise identical to an uninterrupted run.
+``out_dir=None``: no files (no log, no checkpoint; the history is in the result).
+
+Resume is refused (:class:`InputError` naming the first difference, ``where="resume"``:
+``loss differs: checkpoint ipo, now simpo``) unless every setting that changes the result
+is the checkpoint's: every :class:`TrainConfig` field but the bookkeeping ones
+(:data:`BOOKKEEPING`: log/save/eval intervals), the resolved precision, the number of
+processes, and the trainer's own ``settings`` (loss and its parameters, data and model
+fingerprints…), compared in that order, trainer's first. ``extend=True`` lets
+``max_steps`` differ (not below the checkpoint's step): the run continues from the
+checkpoint, with the learning rate from the *new* schedule at each step. Guarantee: an
+extended run is a deterministic function of (the run to the checkpoint, the new
+``max_steps``), bitwise on CPU however often it is interrupted and resumed; it equals a run
+started with the larger ``max_steps`` only when the schedule does not depend on
+``max_steps`` (``constant``, warmup included). With ``cosine``/``linear`` the earlier steps
+followed the shorter schedule, and the learning rate jumps at the checkpoint to the longer
+schedule's value there (the schedule is not restarted: a new warmup would be a new run).
+
+Accelerator: in one process the loop uses :class:`LocalAccelerator` (autocast, grad
+scaler, device; no global state, so several runs with different precisions or devices can
+follow each other in one process). Under ``accelerate launch``/``torchrun``
+(``WORLD_SIZE > 1``) :func:`make_accelerator` returns an ``accelerate.Accelerator``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -68,7 +90,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.core.io import atomic_write
 from descentlab.core.progress import progress
@@ -81,39 +103,40 @@ LOG = "train_log.jsonl"
 class TrainConfig:
     """Optimisation and bookkeeping for :func:`train` (AdamW, warmup + decay)."""
 
-    lr: float = option(3e-4, "peak learning rate of AdamW")
-    weight_decay: float = option(0.0, "AdamW decoupled weight decay")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.999, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
+    lr: float = option(3e-4, "peak learning rate of AdamW", gt=0)
+    weight_decay: float = option(0.0, "AdamW decoupled weight decay", min=0)
+    adam_beta1: float = option(0.9, "AdamW beta1 (< 1)", min=0)
+    adam_beta2: float = option(0.999, "AdamW beta2 (< 1)", min=0)
+    adam_eps: float = option(1e-8, "AdamW epsilon", gt=0)
     schedule: str = option("cosine", "learning-rate decay after warmup",
-                           choices=("cosine", "linear", "constant"))
-    warmup_steps: int = option(0, "linear warmup steps from 0 to lr")
-    min_lr_ratio: float = option(0.0, "final learning rate as a fraction of lr")
-    max_steps: int = option(100, "optimiser steps")
-    batch_size: int = option(8, "examples per micro-batch per process")
-    grad_accum: int = option(1, "micro-batches accumulated per optimiser step")
-    max_grad_norm: float = option(1.0, "clip the global gradient norm (0 = no clipping)")
+                           choices=lambda: SCHEDULES)
+    warmup_steps: int = option(0, "linear warmup steps from 0 to lr", min=0)
+    min_lr_ratio: float = option(0.0, "final learning rate as a fraction of lr", min=0, max=1)
+    max_steps: int = option(100, "optimiser steps", min=1)
+    batch_size: int = option(8, "examples per micro-batch per process", min=1)
+    grad_accum: int = option(1, "micro-batches accumulated per optimiser step", min=1)
+    max_grad_norm: float = option(1.0, "clip the global gradient norm (0 = no clipping)", min=0)
     precision: str = option("auto", "autocast precision; auto = bf16 on a GPU that has it",
                             choices=("auto", "no", "bf16", "fp16"))
-    log_every: int = option(10, "steps per log record")
-    save_every: int = option(0, "steps between checkpoints (0 = only at the end)")
-    eval_every: int = option(0, "steps between evaluations (0 = only at the end)")
+    log_every: int = option(10, "steps per log record", min=1)
+    save_every: int = option(0, "steps between checkpoints (0 = only at the end)", min=0)
+    eval_every: int = option(0, "steps between evaluations (0 = only at the end)", min=0)
     seed: int = option(0, "seed of the loop's RNGs (dropout, sampling)", flag=False)
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, name)}",
-                                 where=f"--{name.replace('_', '-')}")
-        for name in ("warmup_steps", "save_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise InputError("must be >= 0", where=f"--{name.replace('_', '-')}")
-        if not self.lr > 0:
-            raise InputError(f"must be > 0, got {self.lr}", where="--lr")
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"unknown schedule {self.schedule!r}; choose from "
-                             f"{', '.join(SCHEDULES)}", where="--schedule")
+        check_config(self)
+        for name in ("adam_beta1", "adam_beta2"):
+            if not getattr(self, name) < 1:
+                raise field_error(self, name, f"must be < 1, got {getattr(self, name)}")
+
+
+def train_option(name: str, default: Any, help: str | None = None) -> Any:
+    """The :class:`TrainConfig` field ``name`` with another default (and optionally another
+    help) for a subclass: its bounds, choices and (by default) help stay in one place."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    m = f.metadata
+    return option(default, m["help"] if help is None else help, choices=m["choices"],
+                  min=m["min"], max=m["max"], gt=m["gt"], flag=m["flag"])
 
 
 # ---- learning-rate schedules: multiplier of lr at a step, after linear warmup -------------
@@ -207,9 +230,11 @@ class EpochSampler:
         return out
 
 
-def indexed_batches(n: int, collate: Callable[[list[int]], Any], *,
-                    shuffle: bool = True) -> Callable[[int, int, BatchContext], Any]:
-    """A ``batch_fn`` that collates the :class:`EpochSampler` indices of each micro-batch."""
+def indexed_batches(n: int, collate: Callable[..., Any], *, shuffle: bool = True,
+                    with_context: bool = False) -> Callable[[int, int, BatchContext], Any]:
+    """A ``batch_fn`` that collates the :class:`EpochSampler` indices of each micro-batch:
+    ``collate(indices)``, or ``collate(indices, step, micro, ctx)`` with ``with_context``
+    (e.g. on-policy sampling seeded from the step)."""
     cache: dict[tuple, EpochSampler] = {}
 
     def batch_fn(step: int, micro: int, ctx: BatchContext) -> Any:
@@ -217,7 +242,8 @@ def indexed_batches(n: int, collate: Callable[[list[int]], Any], *,
         if key not in cache:
             cache[key] = EpochSampler(n, ctx.batch_size, ctx.grad_accum, ctx.world_size,
                                       ctx.seed, shuffle)
-        return collate(cache[key].indices(step, micro, ctx.rank))
+        idx = cache[key].indices(step, micro, ctx.rank)
+        return collate(idx, step, micro, ctx) if with_context else collate(idx)
 
     return batch_fn
 
@@ -233,26 +259,93 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "no"
 
 
-def make_accelerator(precision: str = "auto", device: str | torch.device = "cpu"):
-    """An ``accelerate.Accelerator`` on ``device``'s type (cuda: one GPU per process).
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    Under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE > 1``) with a CPU device, or on a
-    machine without CUDA, the processes form a gloo (MULTI_CPU) group. Note: with accelerate
-    1.x, ``accelerate launch --cpu --num_processes N`` starts ONE process unless MPI is
-    configured; on CPU use ``accelerate launch --multi_gpu --num_processes N`` (torchrun),
-    which this function turns into a CPU group. In a single process, state left by an earlier
-    Accelerator with other settings (tests, notebooks) is reset first.
+
+class LocalAccelerator:
+    """What the loop needs of ``accelerate.Accelerator``, for one process, with no global
+    state: ``autocast()``, a grad scaler for fp16 on CUDA, ``backward``, clipping.
+
+    Numerically what accelerate does in one process: the model's forward runs under
+    autocast in ``mixed_precision`` (the loop enters :meth:`autocast` around ``loss_fn``,
+    ``batch_fn`` and ``eval_fn``), fp16 gradients are scaled and unscaled before clipping.
     """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
+    num_processes = 1
+    process_index = 0
+    is_main_process = True
+
+    def __init__(self, mixed_precision: str = "no", device: str | torch.device = "cpu"):
+        if mixed_precision not in ("no", *_AUTOCAST_DTYPES):
+            raise InputError(f"unknown precision {mixed_precision!r}", where="precision")
+        self.device = torch.device(device)
+        self.mixed_precision = mixed_precision
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if mixed_precision == "fp16" and self.device.type == "cuda" else None)
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.mixed_precision == "no":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.mixed_precision])
+
+    def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self._optimizer = optimizer
+        return model.to(self.device), optimizer
+
+    def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def clip_grad_norm_(self, parameters, max_norm: float) -> torch.Tensor:
+        if self.scaler is not None:
+            self.scaler.unscale_(self._optimizer)
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None:     # skips the step on inf/nan gradients, as accelerate
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return tensor
+
+
+def make_accelerator(precision: str = "auto", device: str | torch.device = "cpu"):
+    """The loop's accelerator on ``device``: a :class:`LocalAccelerator` in one process, an
+    ``accelerate.Accelerator`` under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE > 1``).
+
+    Distributed on a CPU device (or a machine without CUDA) the processes form a gloo
+    (MULTI_CPU) group. Note: with accelerate 1.x, ``accelerate launch --cpu --num_processes
+    N`` starts ONE process unless MPI is configured; on CPU use ``accelerate launch
+    --multi_gpu --num_processes N`` (torchrun), which this function turns into a CPU group.
+    Nothing here touches process-wide state in a single process.
+    """
     device = torch.device(device)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     cpu = device.type == "cpu" or not torch.cuda.is_available()
     mp = resolve_precision(precision, torch.device("cpu") if cpu else device)
-    if AcceleratorState._shared_state and not distributed:
-        AcceleratorState._reset_state(reset_partial_state=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return LocalAccelerator(mp, "cpu" if cpu else device)
+    from accelerate import Accelerator
+
     return Accelerator(mixed_precision=mp, cpu=cpu)
+
+
+def _optimizer_step(acc: Any, optimizer: torch.optim.Optimizer) -> None:
+    if isinstance(acc, LocalAccelerator):
+        acc.optimizer_step(optimizer)
+    else:                                # accelerate's prepared optimizer scales itself
+        optimizer.step()
 
 
 # ---- checkpoint state ---------------------------------------------------------------------
@@ -280,8 +373,76 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in keep}
 
 
-_RESUME_KEYS = ("batch_size", "grad_accum", "max_steps", "seed", "lr", "schedule",
-                "warmup_steps")
+#: TrainConfig fields that change only the bookkeeping (log, checkpoint and eval records),
+#: not the parameters: a resume may change them.
+BOOKKEEPING = ("log_every", "save_every", "eval_every")
+
+
+def run_settings(config: TrainConfig, accelerator: Any,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that changes the result of a run, in the order a resume compares it: the
+    trainer's ``settings`` first, then every :class:`TrainConfig` field but
+    :data:`BOOKKEEPING`, the resolved ``precision`` and the number of ``processes``."""
+    out = dict(settings or {})
+    out.update({k: v for k, v in asdict(config).items() if k not in BOOKKEEPING})
+    out["precision"] = str(accelerator.mixed_precision)
+    out["processes"] = accelerator.num_processes
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v[:12]                         # a sha256 fingerprint
+    return str(v)
+
+
+def compare_settings(saved: dict[str, Any], now: dict[str, Any], step: int, *,
+                     extend: bool = False) -> None:
+    """InputError (``where="resume"``) naming the first setting of ``now`` that differs from
+    the checkpoint's ``saved`` (``loss differs: checkpoint ipo, now simpo``). ``extend``:
+    ``max_steps`` may differ, not below the checkpoint's ``step``."""
+    for k, v in now.items():
+        if k not in saved:
+            continue
+        was = saved[k]
+        if k == "max_steps" and extend:
+            if v < step:
+                raise InputError(f"max_steps {v} is below the checkpoint's step {step}",
+                                 where="resume")
+            continue
+        if was != v and not (isinstance(was, (list, tuple)) and isinstance(v, (list, tuple))
+                             and list(was) == list(v)):
+            hint = ("; to train on to the new max_steps, resume with extend"
+                    if k == "max_steps" else "")
+            raise InputError(f"{k} differs: checkpoint {_show(was)}, now {_show(v)}{hint}",
+                             where="resume")
+
+
+def check_resume(out_dir: str | os.PathLike, settings: dict[str, Any], *,
+                 extend: bool = False) -> int:
+    """Before any work: the step of ``out_dir``'s checkpoint, after :func:`compare_settings`
+    against ``settings`` (from :func:`run_settings`). No checkpoint: InputError."""
+    state = _load_checkpoint(Path(out_dir) / CHECKPOINT)
+    compare_settings(_saved_settings(state), settings, state["step"], extend=extend)
+    return int(state["step"])
+
+
+def _load_checkpoint(path: Path, *, mmap: bool = True) -> dict:
+    if not path.exists():
+        raise InputError("no checkpoint to resume from", where=path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise InputError(f"cannot read the checkpoint: {str(e).splitlines()[0]}",
+                         where=path) from None
+
+
+def _saved_settings(state: dict) -> dict[str, Any]:
+    if "settings" in state:
+        return state["settings"]
+    # checkpoints before settings were recorded: their config, processes as world_size
+    return {**{k: v for k, v in state["config"].items() if k not in BOOKKEEPING},
+            "processes": state.get("world_size", 1)}
 
 
 class _Window:
@@ -308,12 +469,13 @@ class _Window:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` leaves: the final step, the log records, the files, the model."""
+    """What :func:`train` leaves: the final step, the log records, the files (None without an
+    output folder), the (unwrapped) model and the accelerator."""
 
     step: int
     history: list[dict]
-    log_path: Path
-    checkpoint_path: Path
+    log_path: Path | None
+    checkpoint_path: Path | None
     model: Any = None  # unwrapped
     accelerator: Any = None
     seconds: float = 0.0
@@ -328,27 +490,37 @@ def _read_log(path: Path, upto: int) -> list[dict]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("step", 0) <= upto:
+            if isinstance(rec, dict) and rec.get("step", 0) <= upto:
                 out.append(rec)
     return out
 
 
 def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config: TrainConfig,
-          out_dir: str | os.PathLike, *, resume: bool = False, accelerator: Any = None,
-          device: str | torch.device = "cpu", eval_fn: Callable | None = None,
-          stop_at_step: int | None = None, desc: str = "train",
-          on_step: Callable[[int], None] | None = None) -> TrainResult:
+          out_dir: str | os.PathLike | None = None, *, resume: bool = False,
+          extend: bool = False, settings: dict[str, Any] | None = None,
+          accelerator: Any = None, device: str | torch.device = "cpu",
+          eval_fn: Callable | None = None, stop_at_step: int | None = None,
+          desc: str = "train", on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Run the loop described in the module docstring; returns a :class:`TrainResult`.
 
+    ``out_dir``: where the log and checkpoints go (None: nowhere; no resume).
+    ``resume``/``extend``/``settings``: see the module docstring.
     ``stop_at_step``: checkpoint and return after that many steps (resume later).
     ``on_step(step)``: called after every optimiser step (timing, early stopping by raising).
     """
     from accelerate.utils import gather_object, send_to_device
 
-    out = Path(out_dir)
     acc = accelerator or make_accelerator(config.precision, device)
-    ckpt_path, log_path = out / CHECKPOINT, out / LOG
-    if acc.is_main_process:
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / CHECKPOINT if out is not None else None
+    log_path = out / LOG if out is not None else None
+    if resume and out is None:
+        raise InputError("resuming needs the output folder of the run", where="out_dir")
+    current = run_settings(config, acc, settings)
+    if resume:      # before any work: the checkpoint must be this run's
+        state = _load_checkpoint(ckpt_path, mmap=False)
+        compare_settings(_saved_settings(state), current, state["step"], extend=extend)
+    if out is not None and acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -357,26 +529,16 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
                                   eps=config.adam_eps)
     # The scheduler is stepped by hand once per optimiser step (not prepared: accelerate
     # would step it once per process).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_multiplier, schedule=config.schedule, warmup=config.warmup_steps,
-        total=config.max_steps, min_ratio=config.min_lr_ratio))
+    multiplier = functools.partial(lr_multiplier, schedule=config.schedule,
+                                   warmup=config.warmup_steps, total=config.max_steps,
+                                   min_ratio=config.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     model, optimizer = acc.prepare(model, optimizer)
     unwrapped = acc.unwrap_model(model)
 
     step, window = 0, _Window()
     history: list[dict] = []
     if resume:
-        if not ckpt_path.exists():
-            raise InputError("no checkpoint to resume from", where=ckpt_path)
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        saved = state["config"]
-        for k in _RESUME_KEYS:
-            if saved.get(k) != getattr(config, k):
-                raise InputError(f"checkpoint has {k}={saved.get(k)!r} but this run has "
-                                 f"{getattr(config, k)!r}", where=ckpt_path)
-        if state["world_size"] != acc.num_processes:
-            raise InputError(f"checkpoint was made with {state['world_size']} processes, "
-                             f"this run has {acc.num_processes}", where=ckpt_path)
         missing = set(state["model"]) - set(unwrapped.state_dict())
         if missing:
             raise InputError(f"checkpoint does not match the model ({len(missing)} unknown "
@@ -384,17 +546,22 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
         unwrapped.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        if extend:   # the new schedule's learning rate from here on
+            for g, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                g["lr"] = base * multiplier(step)
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
         if state.get("scaler") is not None and acc.scaler is not None:
             acc.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"][acc.process_index])
-        step = state["step"]
         window = _Window(state["window"]["sums"], state["window"]["counts"])
         history = _read_log(log_path, step)
+        del state
     else:
         random.seed(config.seed + acc.process_index)
         np.random.seed((config.seed + acc.process_index) % 2**32)
         torch.manual_seed(config.seed + acc.process_index)
-    if acc.is_main_process:
+    if log_path is not None and acc.is_main_process:
         with atomic_write(log_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in history)
 
@@ -404,9 +571,12 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
     end = config.max_steps if stop_at_step is None else min(config.max_steps, stop_at_step)
 
     def save() -> None:
+        if ckpt_path is None:
+            return
         rngs = gather_object([_rng_state()]) if acc.num_processes > 1 else [_rng_state()]
         if acc.is_main_process:
-            state = {"step": step, "config": asdict(config), "world_size": acc.num_processes,
+            state = {"step": step, "config": asdict(config), "settings": current,
+                     "world_size": acc.num_processes,
                      "model": trainable_state(unwrapped), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(),
                      "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
@@ -417,7 +587,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
 
     def evaluate() -> dict[str, float]:
         unwrapped.eval()
-        with torch.no_grad():
+        with torch.no_grad(), acc.autocast():
             res = eval_fn(unwrapped, step) if eval_fn else {}
         unwrapped.train()
         return {f"eval/{k}": float(v) for k, v in res.items()}
@@ -431,7 +601,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
         rec = {"step": step, **means, **extra}
         history.append(rec)
         window = _Window()
-        if acc.is_main_process:
+        if log_path is not None and acc.is_main_process:
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
@@ -441,16 +611,18 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
                    disable=None if acc.is_main_process else True)
     while step < end:
         for micro in range(config.grad_accum):
-            batch = send_to_device(batch_fn(step, micro, ctx), acc.device)
+            with acc.autocast():
+                batch = send_to_device(batch_fn(step, micro, ctx), acc.device)
             sync = micro == config.grad_accum - 1
             with contextlib.nullcontext() if sync else acc.no_sync(model):
-                loss, metrics = loss_fn(model, batch)
+                with acc.autocast():
+                    loss, metrics = loss_fn(model, batch)
                 acc.backward(loss / config.grad_accum)
             window.add({"loss": loss.detach(), **metrics})
         norm = acc.clip_grad_norm_(model.parameters(), config.max_grad_norm
                                    if config.max_grad_norm > 0 else float("inf"))
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        _optimizer_step(acc, optimizer)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         window.add({"grad_norm": norm, "lr": lr})

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -46,29 +46,54 @@ CHAT_TEMPLATE = (
 class TinyLMConfig:
     """Size of the tiny GPT-2 and of its locally trained tokenizer."""
 
-    n_layer: int = option(2, "transformer blocks of the tiny GPT-2")
-    n_head: int = option(2, "attention heads per block")
-    n_embd: int = option(64, "hidden size (divisible by n_head)")
-    n_positions: int = option(256, "maximum sequence length (tokens)")
-    dropout: float = option(0.0, "dropout on embeddings, attention and residuals")
+    n_layer: int = option(2, "transformer blocks of the tiny GPT-2", min=1)
+    n_head: int = option(2, "attention heads per block", min=1)
+    n_embd: int = option(64, "hidden size (divisible by n_head)", min=1)
+    n_positions: int = option(256, "maximum sequence length (tokens)", min=2)
+    dropout: float = option(0.0, "dropout on embeddings, attention and residuals", min=0, max=1)
     tokenizer: str = option("word", "tokenizer kind: word-level or byte-level BPE",
                             choices=("word", "bpe"))
-    vocab_size: int = option(4096, "maximum vocabulary size, special tokens included")
-    min_frequency: int = option(1, "minimum count for a word / merge to enter the vocabulary")
+    vocab_size: int = option(4096, "maximum vocabulary size, special tokens included",
+                             min=len(SPECIAL_TOKENS) + 1)
+    min_frequency: int = option(1, "minimum count for a word / merge to enter the vocabulary",
+                                min=1)
     lowercase: bool = option(False, "lowercase text before tokenizing")
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.n_embd % self.n_head:
-            raise InputError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}",
-                             where="--n-embd")
-        for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1", where=f"--{name.replace('_', '-')}")
-        if self.vocab_size < len(SPECIAL_TOKENS) + 1:
-            raise InputError(f"vocab_size must exceed {len(SPECIAL_TOKENS)} special tokens",
-                             where="--vocab-size")
-        if self.tokenizer not in ("word", "bpe"):
-            raise InputError(f"unknown tokenizer kind {self.tokenizer!r}", where="--tokenizer")
+            raise field_error(self, "n_embd", f"{self.n_embd} is not divisible by "
+                              f"n_head={self.n_head}")
+
+
+def tiny_option(name: str, default: Any = None) -> Any:
+    """The :class:`TinyLMConfig` field ``name`` (its help and bounds, one copy) with another
+    default, for configs that size a tiny model themselves (the length lab)."""
+    import dataclasses
+
+    f = next(f for f in dataclasses.fields(TinyLMConfig) if f.name == name)
+    m = f.metadata
+    return option(f.default if default is None else default, m["help"], choices=m["choices"],
+                  min=m["min"], max=m["max"], gt=m["gt"])
+
+
+#: Config attributes that give a model's context length (positions), first found wins.
+CONTEXT_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length",
+                 "seq_length")
+
+
+def context_length(model: Any) -> int | None:
+    """The most positions ``model`` attends over, from its config (:data:`CONTEXT_ATTRS`;
+    through peft wrappers), or None when the config names none."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    if cfg is not None and hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    for attr in CONTEXT_ATTRS:
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "word", vocab_size: int = 4096,
@@ -164,11 +189,6 @@ def save_model_and_tokenizer(model, tokenizer, path: str | os.PathLike) -> Path:
     return path
 
 
-def tiny_config_dict(config: TinyLMConfig) -> dict[str, Any]:
-    """The config as a plain dict (for fingerprints and result JSON)."""
-    return asdict(config)
-
-
 def _gguf_parts(path: Path) -> tuple[Path, str] | None:
     """``(folder, file name)`` when ``path`` is a ``.gguf`` file; InputError if the ``gguf``
     package (needed to read it) is missing."""
@@ -247,7 +267,8 @@ def load_model_and_tokenizer(path_or_tiny: str | os.PathLike, *, texts: Sequence
     """
     if str(path_or_tiny) == "tiny":
         if not texts:
-            raise InputError("--model tiny needs texts to train its tokenizer on", where="--model")
+            raise InputError("a tiny model needs texts to train its tokenizer on",
+                             where="texts")
         return build_tiny(texts, tiny, seed=seed)
     import torch
     from transformers import AutoModelForCausalLM

@@ -143,9 +143,3 @@ def invalid_reason(occ: np.ndarray, cells: np.ndarray, start: tuple[int, int],
         if di == 1 and dj == 1 and not (_free(occ, i0, j1) and _free(occ, i1, j0)):
             return f"step {k} {(i0, j0)} -> {(i1, j1)} cuts an obstacle corner"
     return None
-
-
-def is_valid_cell_path(occ: np.ndarray, cells: np.ndarray, start: tuple[int, int],
-                       goal: tuple[int, int]) -> bool:
-    """True iff :func:`invalid_reason` finds nothing wrong."""
-    return invalid_reason(occ, cells, start, goal) is None

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.planning.sensors import Observation
 
@@ -61,18 +61,15 @@ class _SeenMixin:
 class NoteMapperConfig:
     """The note's gradient mapper: logits, L1 loss, a few optimiser steps per observation."""
 
-    steps: int = option(5, "optimiser steps per observation")
+    steps: int = option(5, "optimiser steps per observation", min=1)
     lr: float = option(10.0, "learning rate; the loss is divided by the observation's peak "
-                            "visibility max m_c, so one value suits every sensor")
+                            "visibility max m_c, so one value suits every sensor", gt=0)
     optimizer: str = option("sgd", "optimiser over the logits", choices=("sgd", "adam"))
     init_logit: float = option(-2.0, "initial logit of every cell (−2: p = 0.12)")
     bump_logit: float = option(4.0, "logit set on a cell the bot bumped into")
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise InputError(f"must be >= 1, got {self.steps}", where="steps")
-        if not self.lr > 0:
-            raise InputError(f"must be > 0, got {self.lr}", where="lr")
+        check_config(self)
 
 
 class NoteMapper(_SeenMixin):
@@ -140,23 +137,16 @@ class LogOddsConfig:
 
     prior: str = option("free", "prior of unseen cells: 'free' (optimistic, free_prior) or 0.5",
                         choices=PRIORS)
-    free_prior: float = option(0.2, "obstacle probability of an unseen cell under prior 'free'")
-    p_hit: float = option(0.97, "P(reading 'occupied' | occupied cell)")
-    p_false: float = option(0.03, "P(reading 'occupied' | free cell)")
-    clamp: float = option(4.0, "log-odds are clamped to [−clamp, clamp]")
+    free_prior: float = option(0.2, "obstacle probability of an unseen cell under prior 'free'",
+                               gt=0, lt=1)
+    p_hit: float = option(0.97, "P(reading 'occupied' | occupied cell)", gt=0, lt=1)
+    p_false: float = option(0.03, "P(reading 'occupied' | free cell)", gt=0, lt=1)
+    clamp: float = option(4.0, "log-odds are clamped to [−clamp, clamp]", gt=0)
 
     def __post_init__(self):
-        if self.prior not in PRIORS:
-            raise InputError(f"must be one of {PRIORS}, got {self.prior!r}", where="prior")
-        for name in ("free_prior", "p_hit", "p_false"):
-            v = getattr(self, name)
-            if not 0 < v < 1:
-                raise InputError(f"must be in (0, 1), got {v}", where=name)
+        check_config(self)
         if not self.p_hit > self.p_false:
-            raise InputError("p_hit must exceed p_false (else a hit is not evidence)",
-                             where="p_hit")
-        if not self.clamp > 0:
-            raise InputError(f"must be > 0, got {self.clamp}", where="clamp")
+            raise field_error(self, "p_hit", "must exceed p_false (else a hit is not evidence)")
 
     @property
     def prior_p(self) -> float:
@@ -209,6 +199,7 @@ MAPPERS: dict[str, tuple[type, type]] = {
     "note": (NoteMapperConfig, NoteMapper),
     "logodds": (LogOddsConfig, LogOddsMapper),
 }
+DEFAULT_MAPPER = "logodds"
 
 
 def make_mapper(name: str, shape: tuple[int, int], config=None):

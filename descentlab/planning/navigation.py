@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
 from descentlab.planning.discretize import cell_path_length
 from descentlab.planning.mapping import map_accuracy
@@ -41,41 +41,28 @@ REPLAN_POLICIES = ("always", "on_change")
 class NavConfig:
     """The navigation loop's settings (shared by every planner)."""
 
-    k: int = option(3, "cells moved along the plan per step")
+    k: int = option(3, "cells moved along the plan per step", min=1)
     replan: str = option("on_change", "replan every step ('always', the note) or when the plan "
                          "is blocked on the estimate or after a bump ('on_change')",
                          choices=REPLAN_POLICIES)
-    replan_iters: int = option(60, "gradient planner: Adam steps of a warm-started replan")
+    replan_iters: int = option(60, "gradient planner: Adam steps of a warm-started replan",
+                               min=0)
     warm_start: bool = option(True, "gradient planner: warm-start each replan from the previous "
                                     "plan shifted to the bot's cell")
     unknown: float = option(0.0, "obstacle probability the planners assume for unseen cells "
                                  "(0 = the freespace assumption; negative = the mapper's own "
-                                 "estimate there, e.g. its prior)")
-    max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)")
+                                 "estimate there, e.g. its prior)", max=1)
+    max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)", min=0)
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up after this many steps in a row without moving (or "
-                                 "without a plan)")
+                                 "without a plan)", min=1)
     crop_margin: int = option(16, "gradient planner: plan on the box around the bot, the goal "
                                   "and the warm start plus this margin (cold plans: at least the "
                                   "bot-goal distance; cells outside = walls; the whole estimate "
-                                  "when the box has no way)")
+                                  "when the box has no way)", min=1)
 
     def __post_init__(self):
-        if self.k < 1:
-            raise InputError(f"must be >= 1, got {self.k}", where="k")
-        if self.replan not in REPLAN_POLICIES:
-            raise InputError(f"must be one of {REPLAN_POLICIES}, got {self.replan!r}",
-                             where="replan")
-        if self.replan_iters < 0:
-            raise InputError(f"must be >= 0, got {self.replan_iters}", where="replan_iters")
-        if self.unknown > 1:
-            raise InputError(f"must be <= 1, got {self.unknown}", where="unknown")
-        if self.stall_limit < 1:
-            raise InputError(f"must be >= 1, got {self.stall_limit}", where="stall_limit")
-        if self.crop_margin < 1:
-            raise InputError(f"must be >= 1, got {self.crop_margin}", where="crop_margin")
-        if self.max_steps < 0:
-            raise InputError(f"must be >= 0, got {self.max_steps}", where="max_steps")
+        check_config(self)
 
 
 class Plan(NamedTuple):
@@ -495,8 +482,8 @@ def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
     bumps, timings, final estimate). Errors name the argument.
     """
     from descentlab.planning.grid import NOTE_GOAL, NOTE_START, as_grid
-    from descentlab.planning.mapping import make_mapper
-    from descentlab.planning.sensors import make_sensor
+    from descentlab.planning.mapping import DEFAULT_MAPPER, make_mapper
+    from descentlab.planning.sensors import DEFAULT_SENSOR, make_sensor
 
     if preset is not None and preset not in NAV_PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(NAV_PRESETS)}",
@@ -514,8 +501,8 @@ def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
     optimal = validate_problem(grid, start, goal)
     start, goal = grid.check_cell(start, "start"), grid.check_cell(goal, "goal")
     nav = nav or NavConfig(**p.get("nav", {}))
-    sensor_obj = make_sensor(sensor or p.get("sensor", "ray"), sensor_config)
-    mapper_obj = make_mapper(mapper or p.get("mapper", "logodds"), grid.shape, mapper_config)
+    sensor_obj = make_sensor(sensor or p.get("sensor", DEFAULT_SENSOR), sensor_config)
+    mapper_obj = make_mapper(mapper or p.get("mapper", DEFAULT_MAPPER), grid.shape, mapper_config)
     navigator = make_navigator(planner, nav, planner_config, str(device), seed)
     with torch_threads(device):
         return run_loop(grid.occ, start, goal, sensor_obj, mapper_obj, navigator, nav,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, option
 from descentlab.planning import objective as obj
 from descentlab.planning.cache import per_map
 from descentlab.planning.discretize import (
@@ -56,49 +56,43 @@ class PlannerConfig:
 
     init: str = option("potential", "initial trajectories: the potential's route (complete), "
                        "line (+ bowed arcs; local descent only), random (the note), astar",
-                       choices=tuple(INITS))
+                       choices=INITS)
     potential: str = option("screened", "global potential of the route: screened Poisson "
                             "(shortest-way bias) or harmonic (Laplace)", choices=POTENTIALS)
     screening: float = option(4.0, "t of the screened potential, cells² (√t = its decay "
-                              "length; raised ×4 per problem where z would underflow)")
+                              "length; raised ×4 per problem where z would underflow)", gt=0)
     solver: str = option("auto", "potential solver: direct sparse LU (CPU), batched CG "
                          "(torch), auto = direct on CPU, cg on CUDA", choices=SOLVERS)
-    n_starts: int = option(8, "trajectories optimised per problem (multi-start)")
-    n_waypoints: int = option(0, "fixed number of waypoints (0 = from path length / spacing)")
-    spacing: float = option(0.5, "waypoint spacing of the fine stage")
-    coarse_spacing: float = option(2.0, "waypoint spacing of the coarse stage (0 = no coarse stage)")
-    coarse_iters: int = option(300, "Adam steps of the coarse stage")
-    fine_iters: int = option(300, "Adam steps of the fine stage")
-    lr: float = option(0.3, "Adam learning rate (cells per step), cosine-decayed in each stage")
-    beta_start: float = option(6.0, "soft-map β at the start of the coarse stage")
-    beta_end: float = option(0.5, "soft-map β of the fine stage")
-    w_smooth: float = option(0.02, "weight of Σ‖p_{t+1}-p_t‖² / spacing²")
-    w_collision: float = option(1.0, "weight of the expected obstacle score Σ_t s(m_c)")
-    w_clearance: float = option(5.0, "weight of the signed-distance hinge Σ relu(margin - d)² (0 = off)")
-    growth: float = option(10.0, "factor by which collision weights rise over a stage (continuation)")
-    margin: float = option(0.3, "clearance wanted from obstacle squares")
+    n_starts: int = option(8, "trajectories optimised per problem (multi-start)", min=1)
+    n_waypoints: int = option(0, "fixed number of waypoints (0 = from path length / spacing)", min=0)
+    spacing: float = option(0.5, "waypoint spacing of the fine stage", gt=0)
+    coarse_spacing: float = option(2.0, "waypoint spacing of the coarse stage (0 = no coarse stage)", min=0)
+    coarse_iters: int = option(300, "Adam steps of the coarse stage", min=0)
+    fine_iters: int = option(300, "Adam steps of the fine stage", min=0)
+    lr: float = option(0.3, "Adam learning rate (cells per step), cosine-decayed in each stage", gt=0)
+    beta_start: float = option(6.0, "soft-map β at the start of the coarse stage", gt=0)
+    beta_end: float = option(0.5, "soft-map β of the fine stage", gt=0)
+    w_smooth: float = option(0.02, "weight of Σ‖p_{t+1}-p_t‖² / spacing²", min=0)
+    w_collision: float = option(1.0, "weight of the expected obstacle score Σ_t s(m_c)", min=0)
+    w_clearance: float = option(5.0, "weight of the signed-distance hinge Σ relu(margin - d)² (0 = off)", min=0)
+    growth: float = option(10.0, "factor by which collision weights rise over a stage (continuation)", gt=0)
+    margin: float = option(0.3, "clearance wanted from obstacle squares", min=0)
     segment_samples: int = option(3, "points inside each segment where clearance is read "
-                                  "(their gap should stay below the margin)")
-    w_spacing: float = option(1.0, "weight of the spacing bound Σ relu(step - 1.5·spacing)²")
-    w_goal: float = option(0.0, "weight of the goal term (0 = last waypoint pinned to the goal)")
-    w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)")
-    repair_rounds: int = option(4, "rounds of kick + re-optimise for problems with no valid start")
+                                  "(their gap should stay below the margin)", min=0)
+    w_spacing: float = option(1.0, "weight of the spacing bound Σ relu(step - 1.5·spacing)²", min=0)
+    w_goal: float = option(0.0, "weight of the goal term (0 = last waypoint pinned to the goal)", min=0)
+    w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)", min=0)
+    repair_rounds: int = option(4, "rounds of kick + re-optimise for problems with no valid start", min=0)
     dense: bool = option(False, "use the note's dense O(T·H·W) soft maps (reference; slow on big maps)")
     round_output: bool = option(False, "round waypoints to cells before deriving the cell path (the note)")
-    upsample: int = option(4, "distance-field resolution, sub-cells per cell")
-    record_every: int = option(0, "keep a snapshot of the waypoints every N steps (0 = none)")
+    upsample: int = option(4, "distance-field resolution, sub-cells per cell", min=1)
+    record_every: int = option(0, "keep a snapshot of the waypoints every N steps (0 = none)", min=0)
     batch_points: int = option(4096, "seeded inits: most waypoints (problems × the longest) "
                                "optimised in one tensor; bigger batches are split by length "
-                               "(0 = one tensor)")
+                               "(0 = one tensor)", min=0)
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose from {sorted(INITS)}")
-        for name in ("spacing", "lr", "beta_start", "beta_end", "upsample", "screening"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.n_starts < 1:
-            raise ValueError("n_starts must be >= 1")
+        check_config(self)
 
     @property
     def pinned(self) -> bool:

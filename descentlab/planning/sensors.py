@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
 
 
@@ -63,15 +63,13 @@ class SoftSensorConfig:
     """The note's soft observation ``clip(m_c · m_o + ε, 0, 1)``."""
 
     beta: float = option(4.0, "squared width β of the bot's soft position map m_c (visibility "
-                              "footprint; about √(β·ln(w_max/seen_weight)) cells)")
-    noise_std: float = option(0.001, "std of the Gaussian observation noise ε (the note: 0.001)")
+                              "footprint; about √(β·ln(w_max/seen_weight)) cells)", gt=0)
+    noise_std: float = option(0.001, "std of the Gaussian observation noise ε (the note: 0.001)",
+                              min=0)
     seen_weight: float = option(0.005, "a cell counts as seen when m_c there is at least this")
 
     def __post_init__(self):
-        if self.beta <= 0:
-            raise InputError(f"must be > 0, got {self.beta}", where="beta")
-        if self.noise_std < 0:
-            raise InputError(f"must be >= 0, got {self.noise_std}", where="noise_std")
+        check_config(self)
 
 
 def soft_position_map(pos: tuple[float, float], shape: tuple[int, int], beta: float) -> np.ndarray:
@@ -106,14 +104,12 @@ class SoftSensor:
 class RaySensorConfig:
     """Range sensor with occlusion: radius R, optional flip noise."""
 
-    radius: float = option(5.0, "sensing radius R in cells (Euclidean, centre to centre)")
-    flip_prob: float = option(0.0, "probability that a visible cell's reading is flipped")
+    radius: float = option(5.0, "sensing radius R in cells (Euclidean, centre to centre)", gt=0)
+    flip_prob: float = option(0.0, "probability that a visible cell's reading is flipped",
+                              min=0, lt=0.5)
 
     def __post_init__(self):
-        if not self.radius > 0:
-            raise InputError(f"must be > 0, got {self.radius}", where="radius")
-        if not 0 <= self.flip_prob < 0.5:
-            raise InputError(f"must be in [0, 0.5), got {self.flip_prob}", where="flip_prob")
+        check_config(self)
 
 
 def ray_cells(a: int, b: int, face: str | None = None
@@ -251,6 +247,7 @@ SENSORS: dict[str, tuple[type, type]] = {
     "soft": (SoftSensorConfig, SoftSensor),
     "ray": (RaySensorConfig, RaySensor),
 }
+DEFAULT_SENSOR = "ray"
 
 
 def make_sensor(name: str, config=None):

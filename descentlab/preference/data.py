@@ -67,13 +67,21 @@ def validate_row(row: Any, where: str, *, require_responses: bool = True) -> dic
             raise InputError(f"field {f!r} must be a string like 'prompt', got {kind}",
                              where=where)
         out[f] = v
-    if not conversational and not out["prompt"].strip():
-        raise InputError("field 'prompt' is empty", where=where)
+    for f, v in out.items():
+        text = v if isinstance(v, str) else "".join(m["content"] for m in v
+                                                     if f == "prompt" or m["role"] != "user")
+        if not text.strip():
+            raise InputError(f"field {f!r} is empty", where=where)
     return out
 
 
-def load_rows(path: str | os.PathLike, *, require_responses: bool = True) -> list[dict]:
-    """Validated rows from a JSONL file or a ``save_to_disk`` folder."""
+def load_pairs(path: str | os.PathLike, *, require_responses: bool = True) -> list[dict]:
+    """Validated rows from a JSONL file or a ``save_to_disk`` folder (module docstring).
+
+    A bad row (a missing or empty field, a wrong type, text that is not UTF-8) raises
+    :class:`InputError` naming the file and the row. ``require_responses=False``: rows need
+    only ``prompt`` (on-policy training samples the responses).
+    """
     p = Path(path)
     rows: list[dict] = []
     if p.is_dir():
@@ -256,11 +264,6 @@ class TokenizedPairs:
                 h.update(b"|")
         return h.hexdigest()
 
-    def texts_tokens(self) -> int:
-        """Total tokens of all prompt+chosen and prompt+rejected sequences."""
-        return sum(2 * len(p) + len(c) + len(r)
-                   for p, c, r in zip(self.prompt, self.chosen, self.rejected))
-
 
 def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
                    max_prompt_length: int | None = None, truncation: str = "drop",
@@ -381,3 +384,6 @@ def synthetic_pairs(n: int, *, seed: int = 0, min_words: int = 2, max_words: int
                             for _ in range(rng.randint(min_words, max_words)))
         rows.append({"prompt": prompt, "chosen": " " + chosen, "rejected": " " + rejected})
     return rows
+
+
+load_rows = load_pairs      # the former name (benchmarks/prefopt_vs_trl.py still uses it)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 
 
@@ -57,40 +57,36 @@ class LossTerms(NamedTuple):
 class LossParams:
     """Parameters of the preference losses (each loss reads the ones it needs)."""
 
-    beta: float = option(0.1, "β: scale of the policy log-ratio (typical 0.01-0.5; SimPO 2-2.5)")
+    beta: float = option(0.1, "β: scale of the policy log-ratio (typical 0.01-0.5; SimPO 2-2.5)",
+                         gt=0)
     gamma: float | None = option(None, "γ: scale of the reference log-ratio in dpo_bg/pdpo "
-                                 "(default: = β, i.e. standard DPO; 0 = reference-free)")
+                                 "(default: = β, i.e. standard DPO; 0 = reference-free)", min=0)
     label_smoothing: float = option(0.0, "ε: assumed label-flip rate, read by dpo (conservative "
                                     "DPO, as TRL <= 0.28's sigmoid) and robust only; other "
-                                    "losses ignore it, with a warning (0 <= ε < 0.5)")
+                                    "losses ignore it, with a warning (0 <= ε < 0.5)", min=0)
     simpo_margin: float = option(0.5, "SimPO target reward margin γ_SimPO (typical 0.3-1.6)")
     rdpo_alpha: float = option(0.0, "R-DPO length-difference weight α (typical 0.005-0.05)")
     ipo_logratio: str = option("mean", "IPO's log-ratios: per-token means, log π/π₀ divided by "
                                "the response's token count (TRL's ipo), or sequence sums (the "
-                               "paper's Eq. 17 as written)", choices=("mean", "sum"))
-    sft_weight: float = option(0.0, "weight of an added SFT term: NLL of the chosen responses")
+                               "paper's Eq. 17 as written)",
+                               choices=lambda: IPO_LOGRATIOS)
+    sft_weight: float = option(0.0, "weight of an added SFT term: NLL of the chosen responses",
+                               min=0)
     sft_average: str = option("tokens", "SFT term's average: one mean over every chosen token "
                               "of the batch (TRL's sft loss / rpo_alpha, CPO's cpo_alpha), or "
-                              "the mean of per-sequence means", choices=("tokens", "sequences"))
+                              "the mean of per-sequence means",
+                              choices=lambda: SFT_AVERAGES)
     baseline: str = option("loo", "pdpo score-function baseline b: leave-one-out mean of the "
                            "other pairs' losses (unbiased), none (unbiased, noisier), or the "
                            "batch mean including the pair itself (BIASED: shrinks the score "
-                           "term by (n-1)/n for n pairs)", choices=("loo", "none", "mean"))
+                           "term by (n-1)/n for n pairs)",
+                           choices=lambda: BASELINES)
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise InputError(f"β must be > 0, got {self.beta}", where="--beta")
-        if self.gamma is not None and self.gamma < 0:
-            raise InputError(f"γ must be >= 0, got {self.gamma}", where="--gamma")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise InputError("label smoothing must be in [0, 0.5)", where="--label-smoothing")
-        if self.sft_weight < 0:
-            raise InputError("must be >= 0", where="--sft-weight")
-        for name, registry in (("baseline", BASELINES), ("sft_average", SFT_AVERAGES),
-                               ("ipo_logratio", IPO_LOGRATIOS)):
-            if getattr(self, name) not in registry:
-                raise InputError(f"unknown {name} {getattr(self, name)!r}; choose from "
-                                 f"{', '.join(registry)}", where=name)
+        check_config(self)
+        if not self.label_smoothing < 0.5:
+            raise field_error(self, "label_smoothing",
+                              f"must be < 0.5, got {self.label_smoothing}")
 
     @property
     def gamma_(self) -> float:
@@ -321,18 +317,16 @@ class LossSpec:
 
     fn: Callable[[Logps, LossParams], LossTerms]
     needs_ref: bool = True
-    needs_lengths: bool = False
-    onpolicy: bool = False
+    onpolicy: bool = False                 # pairs must be sampled from π (on-policy trainer)
     reads_label_smoothing: bool = False    # LossParams.label_smoothing (ε) matters
-    tags: tuple[str, ...] = field(default=())
 
 
 LOSSES: dict[str, LossSpec] = {
     "dpo": LossSpec(dpo, reads_label_smoothing=True),
     "dpo_bg": LossSpec(dpo_bg),
-    "ipo": LossSpec(ipo, needs_lengths=True),
-    "simpo": LossSpec(simpo, needs_ref=False, needs_lengths=True),
-    "rdpo": LossSpec(rdpo, needs_lengths=True),
+    "ipo": LossSpec(ipo),
+    "simpo": LossSpec(simpo, needs_ref=False),
+    "rdpo": LossSpec(rdpo),
     "hinge": LossSpec(hinge),
     "robust": LossSpec(robust, reads_label_smoothing=True),
     "pdpo": LossSpec(pdpo, onpolicy=True),
@@ -344,7 +338,7 @@ def get_loss(name: str) -> LossSpec:
     """The registered loss ``name``; an unknown name is an InputError listing the choices."""
     if name not in LOSSES:
         raise InputError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}",
-                         where="--loss")
+                         where="loss")
     return LOSSES[name]
 
 
@@ -381,8 +375,15 @@ SFT_AVERAGES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def preference_loss(name: str, lp: Logps, params: LossParams) -> tuple[Tensor, dict[str, Tensor]]:
+def preference_loss(name: str, lp: Logps, params: LossParams | None = None
+                    ) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-example losses ``(B,)`` of loss ``name`` (+ SFT term) and the batch metrics.
+
+    ``lp``: a :class:`Logps` of ``(B,)`` tensors (policy log-probs, and the reference's and
+    the response lengths where the loss reads them); ``params``: :class:`LossParams`
+    (default: its defaults). Example::
+
+        losses, metrics = preference_loss("dpo", Logps(pc, pr, rc, rr), LossParams(beta=0.1))
 
     SFT term (``sft_weight`` w > 0), by ``sft_average``: ``tokens`` (default) makes the
     batch's term w · (−Σ_i log π(y₊ᵢ)) / Σ_i |y₊ᵢ|, one mean of the NLL over every chosen
@@ -398,6 +399,7 @@ def preference_loss(name: str, lp: Logps, params: LossParams) -> tuple[Tensor, d
     ``loss/sft`` (the averaged NLL, when on), and the loss's own extras.
     """
     spec = get_loss(name)
+    params = params if params is not None else LossParams()
     warn_ignored_params(name, params)
     terms = spec.fn(lp, params)
     losses = terms.losses

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +27,21 @@ from typing import Any
 
 import torch
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
 from descentlab.core.io import atomic_write
 from descentlab.core.progress import progress
-from descentlab.core.training import TrainConfig, TrainResult, indexed_batches, train
+from descentlab.core.training import (
+    TrainConfig,
+    TrainResult,
+    check_resume,
+    indexed_batches,
+    run_settings,
+    train,
+    train_option,
+)
 from descentlab.lm.logprobs import SequenceScorer
+from descentlab.lm.tiny import context_length
 from descentlab.preference.data import (
     TRUNCATIONS,
     TokenizedPairs,
@@ -45,69 +56,95 @@ from descentlab.preference.losses import LOSSES, Logps, LossParams, needs_refere
 @dataclass
 class PrefTrainConfig(TrainConfig):
     """:class:`TrainConfig` with defaults for a pretrained model (TRL's DPOConfig: lr 1e-6 for
-    full fine-tuning); ``--model tiny`` starts from :data:`TINY_PRESET` instead."""
+    full fine-tuning); a tiny random-init model starts from ``PRESETS["tiny"]`` instead."""
 
-    lr: float = option(1e-6, "peak learning rate of AdamW (TRL's default for full fine-tuning "
-                       "of a pretrained LM; LoRA typically 5e-6..5e-5; --model tiny: 5e-4)")
-    warmup_steps: int = option(5, "linear warmup steps from 0 to lr")
-    max_steps: int = option(60, "optimiser steps")
-    batch_size: int = option(8, "preference pairs per micro-batch per process")
-    log_every: int = option(5, "steps per log record")
+    lr: float = train_option("lr", 1e-6, "peak learning rate of AdamW (TRL's default for full "
+                             "fine-tuning of a pretrained LM; LoRA typically 5e-6..5e-5; the "
+                             "tiny preset: 5e-4)")
+    warmup_steps: int = train_option("warmup_steps", 5)
+    max_steps: int = train_option("max_steps", 60)
+    batch_size: int = train_option("batch_size", 8, "preference pairs per micro-batch per "
+                                   "process")
+    log_every: int = train_option("log_every", 5)
 
 
-# What --model tiny (a random-init GPT-2 that must learn from scratch) trains with unless a
-# flag says otherwise: a pretrained model's lr would leave it untrained.
-TINY_PRESET: dict[str, Any] = {"lr": 5e-4}
+#: Named starting points of :class:`PrefTrainConfig` (fields a caller sets still win):
+#: ``default`` suits a pretrained model; ``tiny`` a random-init GPT-2 that must learn from
+#: scratch (a pretrained model's lr would leave it untrained).
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "tiny": {"lr": 5e-4}}
+TINY_PRESET = PRESETS["tiny"]
 
 
 def train_config_for(model: str, **overrides: Any) -> PrefTrainConfig:
-    """The base :class:`PrefTrainConfig` for ``--model`` (``tiny``: :data:`TINY_PRESET`)."""
-    return PrefTrainConfig(**{**(TINY_PRESET if str(model) == "tiny" else {}), **overrides})
+    """The base :class:`PrefTrainConfig` for a model name (``tiny``: ``PRESETS["tiny"]``)."""
+    return PrefTrainConfig(**{**PRESETS["tiny" if str(model) == "tiny" else "default"],
+                              **overrides})
 
 
 @dataclass
 class PrefConfig:
     """What the preference trainers add to the loop: the loss, the reference, LoRA."""
 
-    loss: str = option("dpo", "preference loss", choices=tuple(LOSSES))
+    loss: str = option("dpo", "preference loss", choices=LOSSES)
     ref: str = option("precomputed", "reference log-probs: computed once and cached on disk, "
                       "or a live reference model scoring every batch",
                       choices=("precomputed", "live"))
     ref_model: str | None = option(None, "reference model folder (default: the initial policy)")
-    max_length: int = option(512, "max tokens of prompt + response")
+    max_length: int = option(512, "max tokens of prompt + response (capped at the model's "
+                             "context)", min=2)
     truncation: str = option("drop", "fitting max_length: drop rows whose prompt fills it and "
                              "cut responses' ends (TRL's DPOTrainer), or keep_end: cut the "
                              "prompt's start to max_prompt_length, then responses' ends",
-                             choices=tuple(TRUNCATIONS))
+                             choices=TRUNCATIONS)
     max_prompt_length: int | None = option(None, "max prompt tokens: longer prompts are "
                                            "dropped (drop) or keep their end (keep_end; "
-                                           "default max_length/2)")
+                                           "default max_length/2)", min=1)
     chat_template: str | None = option(None, "chat template for conversational data when the "
                                        "tokenizer has none: a Jinja file or template text")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in "
                                           "backward (less memory, ~30% more compute)")
-    lora_r: int = option(0, "LoRA rank (0 = train all weights)")
-    lora_alpha: float = option(16.0, "LoRA alpha")
-    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_r: int = option(0, "LoRA rank (0 = train all weights)", min=0)
+    lora_alpha: float = option(16.0, "LoRA alpha", gt=0)
+    lora_dropout: float = option(0.0, "LoRA dropout", min=0, max=1)
     lora_targets: str | None = option(None, "comma-separated module names for LoRA "
                                       "(default: peft's choice for the architecture)")
     fused_head: bool = option(True, "score responses with the fused, response-only LM head")
     cache_dir: str | None = option(None, "folder of cached reference log-probs "
-                                   "(default: OUT/ref_cache)")
+                                   "(default: OUT/ref_cache; none without an output folder)")
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise InputError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}",
-                             where="--loss")
-        if self.max_length < 2:
-            raise InputError("must be >= 2", where="--max-length")
-        if self.lora_r < 0:
-            raise InputError("must be >= 0", where="--lora-r")
-        if self.truncation not in TRUNCATIONS:
-            raise InputError(f"unknown truncation {self.truncation!r}; choose from "
-                             f"{', '.join(TRUNCATIONS)}", where="truncation")
-        if self.max_prompt_length is not None and self.max_prompt_length < 1:
-            raise InputError("must be >= 1", where="max_prompt_length")
+        check_config(self)
+
+
+def fit_context(model: torch.nn.Module, pref: PrefConfig, reserve: int = 0
+                ) -> tuple[PrefConfig, int | None]:
+    """``(pref, context)``: ``pref`` with ``max_length`` capped at the model's context
+    (:func:`~descentlab.lm.tiny.context_length`) less ``reserve`` positions (tokens sampled
+    on-policy), with a ``UserWarning`` saying so; ``context`` None when unknown."""
+    context = context_length(model)
+    if context is None or pref.max_length + reserve <= context:
+        return pref, context
+    if context - reserve < 2:
+        raise InputError(f"the model's context ({context} positions) leaves no room for a "
+                         f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
+    warnings.warn(f"max_length {pref.max_length} exceeds the model's context ({context} "
+                  f"positions{f' less {reserve} sampled tokens' if reserve else ''}): using "
+                  f"max_length {context - reserve}", UserWarning, stacklevel=3)
+    return dataclasses.replace(pref, max_length=context - reserve), context
+
+
+def resume_settings(pref: PrefConfig, params: LossParams, data: str, model: str,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a resume must find unchanged, in the order it is compared (before the loop's
+    own :func:`~descentlab.core.training.run_settings`): the loss and its parameters, the
+    data's and the initial model's fingerprints, the rest of ``pref`` (not ``cache_dir``),
+    then ``extra`` (the caller's: sampling, the tiny model's size…)."""
+    out: dict[str, Any] = {"loss": pref.loss, **dataclasses.asdict(params), "data": data,
+                           "model": model}
+    out.update({k: v for k, v in dataclasses.asdict(pref).items()
+                if k not in ("loss", "cache_dir")})
+    out.update(extra or {})
+    return out
 
 
 def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig) -> torch.nn.Module:
@@ -136,7 +173,7 @@ def apply_lora(model: torch.nn.Module, cfg: PrefConfig) -> torch.nn.Module:
     try:
         return get_peft_model(model, lcfg)
     except ValueError as e:
-        raise InputError(f"LoRA: {str(e).splitlines()[0]}", where="--lora-targets") from None
+        raise InputError(f"LoRA: {str(e).splitlines()[0]}", where="lora_targets") from None
 
 
 def model_fingerprint(model: torch.nn.Module, source: str | os.PathLike | None = None) -> str:
@@ -190,25 +227,28 @@ def compute_reference_logps(scorer: SequenceScorer, pairs: TokenizedPairs, indic
 
 
 def cached_reference_logps(ref_model: torch.nn.Module, pairs: TokenizedPairs, pad_id: int, *,
-                           accelerator, cache_dir: str | os.PathLike, source: Any = None,
-                           batch_size: int = 16, fused: bool = True) -> torch.Tensor:
+                           accelerator, cache_dir: str | os.PathLike | None,
+                           source: Any = None, batch_size: int = 16, fused: bool = True,
+                           fingerprint: str | None = None) -> torch.Tensor:
     """``(N, 2)`` reference log-probs: read from the cache or computed (sharded over the
-    processes, gathered) and written atomically by the main process.
+    processes, gathered) and written atomically by the main process (``cache_dir=None``:
+    computed, not cached).
 
-    Key: sha256 of (model fingerprint, token-id fingerprint, precision, head route).
+    Key: sha256 of (model fingerprint — ``fingerprint`` when the caller has it —, token-id
+    fingerprint, precision, head route).
     """
     from accelerate.utils import broadcast_object_list, gather_object
 
     key = [None]
-    if accelerator.is_main_process:
+    if cache_dir is not None and accelerator.is_main_process:
         key[0] = hashlib.sha256("|".join([
-            model_fingerprint(ref_model, source), pairs.fingerprint(),
+            fingerprint or model_fingerprint(ref_model, source), pairs.fingerprint(),
             str(accelerator.mixed_precision), str(next(ref_model.parameters()).dtype),
             "fused" if fused else "logits"]).encode()).hexdigest()
-    if accelerator.num_processes > 1:
+    if cache_dir is not None and accelerator.num_processes > 1:
         broadcast_object_list(key, from_process=0)
-    path = Path(cache_dir) / f"ref-{key[0][:20]}.pt"
-    if path.exists():
+    path = Path(cache_dir) / f"ref-{key[0][:20]}.pt" if cache_dir is not None else None
+    if path is not None and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("key") == key[0] and saved["logps"].shape == (len(pairs), 2):
             return saved["logps"]
@@ -221,7 +261,7 @@ def cached_reference_logps(ref_model: torch.nn.Module, pairs: TokenizedPairs, pa
     full = torch.zeros(len(pairs), 2)
     for idx, vals in parts:
         full[torch.tensor(idx, dtype=torch.long)] = vals
-    if accelerator.is_main_process:
+    if path is not None and accelerator.is_main_process:
         with atomic_write(path, "wb") as f:
             torch.save({"key": key[0], "logps": full}, f)
     accelerator.wait_for_everyone()
@@ -283,10 +323,14 @@ def reference_scorer(model: torch.nn.Module, ref_model: torch.nn.Module | None,
 
 @dataclass
 class PrefTrainResult(TrainResult):
-    """:class:`TrainResult` plus what fitting the data into ``max_length`` did (training and
-    held-out pairs) and, on-policy, the sampling cost (generation tokens/s =
-    ``sample_tokens / sample_seconds``; training alone takes ``seconds − sample_seconds``)."""
+    """:class:`TrainResult` whose ``model`` is the trained Hugging Face model (a peft model
+    with LoRA), plus what fitting the data into ``max_length`` did (training and held-out
+    pairs; ``max_length`` as used, after capping at the model's ``context``) and, on-policy,
+    the sampling cost (generation tokens/s = ``sample_tokens / sample_seconds``; training
+    alone takes ``seconds − sample_seconds``)."""
 
+    max_length: int | None = None
+    context: int | None = None      # the model's positions (None: its config names none)
     truncation: TruncationReport | None = None
     eval_truncation: TruncationReport | None = None
     sample_seconds: float = 0.0     # on-policy: wall time in generate() (this process)
@@ -340,12 +384,14 @@ def make_eval_fn(pairs: TokenizedPairs, ref_logps: torch.Tensor, loss: str, para
 
 
 def held_out_eval(model, tokenizer, eval_rows: list[dict] | None, *, pref: PrefConfig,
-                  params: LossParams, train_cfg: TrainConfig, out_dir: str | os.PathLike,
-                  accelerator, ref_model=None, source: Any = None):
+                  params: LossParams, train_cfg: TrainConfig,
+                  out_dir: str | os.PathLike | None, accelerator, ref_model=None,
+                  source: Any = None, fingerprint: str | None = None):
     """``(eval_fn, report)`` for held-out pairs (``(None, None)`` without rows): the pairs are
     tokenized like the training data and their reference log-probs cached (under the
-    reference: ``ref_model``, else ``model`` as it is now, i.e. the initial policy), so the
-    eval's log-prob deltas measure the change since the start."""
+    reference: ``ref_model``, else ``model`` as it is now, i.e. the initial policy, whose
+    ``fingerprint`` the caller may pass), so the eval's log-prob deltas measure the change
+    since the start."""
     if not eval_rows:
         return None, None
     pairs = tokenize_pairs(eval_rows, tokenizer, max_length=pref.max_length,
@@ -353,43 +399,61 @@ def held_out_eval(model, tokenizer, eval_rows: list[dict] | None, *, pref: PrefC
     ref = cached_reference_logps(
         ref_model if ref_model is not None else model, pairs, tokenizer.pad_token_id,
         accelerator=accelerator, source=pref.ref_model if ref_model is not None else source,
-        cache_dir=pref.cache_dir or Path(out_dir) / "ref_cache",
-        batch_size=2 * train_cfg.batch_size, fused=pref.fused_head)
+        cache_dir=reference_cache(pref, out_dir), batch_size=2 * train_cfg.batch_size,
+        fused=pref.fused_head, fingerprint=None if ref_model is not None else fingerprint)
     return (make_eval_fn(pairs, ref, pref.loss, params, tokenizer.pad_token_id, accelerator,
                          2 * train_cfg.batch_size), pairs.truncation)
 
 
+def reference_cache(pref: PrefConfig, out_dir: str | os.PathLike | None) -> Path | None:
+    """Where reference log-probs are cached: ``pref.cache_dir``, else ``OUT/ref_cache``,
+    else (no output folder) nowhere."""
+    if pref.cache_dir:
+        return Path(pref.cache_dir)
+    return Path(out_dir) / "ref_cache" if out_dir is not None else None
+
+
 def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, params: LossParams,
-                  train_cfg: TrainConfig, out_dir: str | os.PathLike, accelerator,
+                  train_cfg: TrainConfig, out_dir: str | os.PathLike | None, accelerator,
                   ref_model=None, model_source: Any = None, resume: bool = False,
+                  extend: bool = False, settings: dict[str, Any] | None = None,
                   stop_at_step: int | None = None, on_step: Callable | None = None,
                   eval_rows: list[dict] | None = None) -> PrefTrainResult:
     """Train ``model`` on preference ``rows``; returns a :class:`PrefTrainResult`.
 
     ``ref_model``: a separate reference (default: the initial ``model``); ``model_source``:
-    the folder / file the reference was loaded from (cache key). ``eval_rows``: held-out
-    pairs scored on the loop's eval schedule (``train_cfg.eval_every`` and the last step;
-    logged as ``eval/…``, see :func:`eval_metrics`).
+    the folder / file the model was loaded from (its fingerprint, for the reference cache
+    and resume). ``eval_rows``: held-out pairs scored on the loop's eval schedule
+    (``train_cfg.eval_every`` and the last step; logged as ``eval/…``, see
+    :func:`eval_metrics`). ``resume``/``extend``: continue the checkpoint in ``out_dir``,
+    checked against :func:`resume_settings` (with the caller's ``settings``) before any
+    reference log-prob is computed. ``max_length`` is capped at the model's context.
     """
     if LOSSES[pref.loss].onpolicy:
-        raise InputError(f"loss {pref.loss!r} samples from the policy: use --onpolicy",
-                         where="--loss")
+        raise InputError(f"loss {pref.loss!r} samples from the policy: train it on-policy",
+                         where="loss")
     model = prepare_model(model, tokenizer, pref)
+    pref, context = fit_context(model, pref)
     pairs = tokenize_pairs(rows, tokenizer, max_length=pref.max_length,
                            max_prompt_length=pref.max_prompt_length, truncation=pref.truncation)
     pad_id = tokenizer.pad_token_id
+    fp = model_fingerprint(model, model_source) if out_dir is not None else None
+    every = resume_settings(pref, params, pairs.fingerprint(), fp or "", settings)
+    if resume:
+        check_resume(out_dir, run_settings(train_cfg, accelerator, every), extend=extend)
     eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
                                          train_cfg=train_cfg, out_dir=out_dir,
                                          accelerator=accelerator, ref_model=ref_model,
-                                         source=model_source)
+                                         source=model_source, fingerprint=fp)
     ref_logps, live_ref = None, None
     if needs_reference(pref.loss, params):
         if pref.ref == "precomputed":
             ref_logps = cached_reference_logps(
                 ref_model if ref_model is not None else model, pairs, pad_id,
                 accelerator=accelerator, source=model_source if ref_model is None else
-                pref.ref_model, cache_dir=pref.cache_dir or Path(out_dir) / "ref_cache",
-                batch_size=2 * train_cfg.batch_size, fused=pref.fused_head)
+                pref.ref_model, cache_dir=reference_cache(pref, out_dir),
+                batch_size=2 * train_cfg.batch_size, fused=pref.fused_head,
+                fingerprint=fp if ref_model is None else None)
             ref_model = None                       # not held during training
     model = apply_lora(model, pref)
     if ref_logps is None and needs_reference(pref.loss, params):
@@ -398,6 +462,9 @@ def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, param
     scorer = SequenceScorer(model, pref.fused_head)
     batch_fn = indexed_batches(len(pairs), lambda idx: collate_pairs(pairs, idx, pad_id, ref_logps))
     res = train(scorer, make_loss_fn(pref.loss, params, live_ref), batch_fn, train_cfg, out_dir,
-                resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
-                desc=f"prefopt {pref.loss}", on_step=on_step, eval_fn=eval_fn)
-    return PrefTrainResult(**vars(res), truncation=pairs.truncation, eval_truncation=eval_report)
+                resume=resume, extend=extend, settings=every, accelerator=accelerator,
+                stop_at_step=stop_at_step, desc=f"prefopt {pref.loss}", on_step=on_step,
+                eval_fn=eval_fn)
+    return PrefTrainResult(**{**vars(res), "model": res.model.model}, max_length=pref.max_length,
+                           context=context, truncation=pairs.truncation,
+                           eval_truncation=eval_report)

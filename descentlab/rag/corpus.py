@@ -63,6 +63,7 @@ class Corpus(Sequence[Document]):
         for i, c in enumerate(entity_codes):
             members[c].append(i)
         self.entity_members: tuple[np.ndarray, ...] = tuple(np.asarray(m) for m in members)
+        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -77,6 +78,21 @@ class Corpus(Sequence[Document]):
     @property
     def ids(self) -> list[str]:
         return [d.id for d in self.docs]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the documents in order (id, entity, text): equal iff the corpora
+        are; a saved index records it so that reuse against another corpus is caught."""
+        if self._fingerprint is None:
+            import hashlib
+            import json
+
+            h = hashlib.sha256()
+            for d in self.docs:
+                h.update(json.dumps([d.id, d.entity, d.text]).encode("utf-8"))
+                h.update(b"\n")
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     @property
     def max_docs_per_entity(self) -> int:

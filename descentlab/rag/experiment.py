@@ -13,21 +13,23 @@ initialisation and with the same budget (steps × batch), on a synthetic biograp
 
 and measure, per arm: perplexity of retrieval-only documents with/without retrieval, exact
 match of cloze probes per category, the counterfactual follow rate and memorisation ratio
-(see :mod:`descentlab.rag.evaluate`). Several seeds give the spread.
+(see :mod:`descentlab.rag.scoring`). Several seeds give the spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
 from descentlab.rag.objective import RagObjectiveConfig
+from descentlab.rag.retrieval import RETRIEVERS
 from descentlab.rag.synthetic import (
     ATTRIBUTES,
     Biographies,
@@ -57,43 +59,42 @@ REQUIRED_FIELDS = ("ppl_no_retrieval", "ppl_retrieval", "qa_em_train", "qa_em_re
 class RagExperimentConfig:
     """The synthetic world, the arms and the seeds of the grounding experiment."""
 
-    n_train_people: int = option(60, "people whose documents are training targets")
-    n_retrieval_people: int = option(20, "people whose documents are only in the index")
-    n_added_people: int = option(20, "people whose documents are indexed after training")
-    docs_per_person: int = option(3, "paraphrased documents per person")
-    n_counterfactual: int = option(20, "train people given a counterfactual edit at test time")
-    max_probe_people: int = option(60, "people probed per category (all their attributes)")
-    arms: tuple[str, ...] = option(tuple(ARMS), "arms to train", choices=tuple(ARMS))
+    n_train_people: int = option(60, "people whose documents are training targets", min=1)
+    n_retrieval_people: int = option(20, "people whose documents are only in the index", min=0)
+    n_added_people: int = option(20, "people whose documents are indexed after training", min=0)
+    docs_per_person: int = option(3, "paraphrased documents per person", min=1)
+    n_counterfactual: int = option(20, "train people given a counterfactual edit at test time",
+                                   min=0)
+    max_probe_people: int = option(60, "people probed per category (all their attributes)",
+                                   min=1)
+    arms: tuple[str, ...] = option(tuple(ARMS), "arms to train", choices=ARMS)
     seeds: tuple[int, ...] = option((0,), "seeds (world, initialisation, data order)")
-    retriever: str = option("bm25", "retriever", choices=("bm25", "dense"))
+    retriever: str = option("bm25", "retriever", choices=RETRIEVERS)
 
     def __post_init__(self) -> None:
-        for name in ("n_train_people", "docs_per_person", "max_probe_people"):
-            if getattr(self, name) < 1:
-                raise InputError("must be >= 1", where=f"--{name.replace('_', '-')}")
-        for name in ("n_retrieval_people", "n_added_people", "n_counterfactual"):
-            if getattr(self, name) < 0:
-                raise InputError("must be >= 0", where=f"--{name.replace('_', '-')}")
-        if self.n_counterfactual > self.n_train_people:
-            raise InputError("cannot edit more people than there are train people",
-                             where="--n-counterfactual")
-        bad = [a for a in self.arms if a not in ARMS]
-        if bad or not self.arms:
-            raise InputError(f"unknown arm(s) {bad}; choose from {list(ARMS)}", where="--arms")
-        if not self.seeds:
-            raise InputError("give at least one seed", where="--seeds")
         self.arms, self.seeds = tuple(self.arms), tuple(int(s) for s in self.seeds)
+        check_config(self)
+        if self.n_counterfactual > self.n_train_people:
+            raise field_error(self, "n_counterfactual",
+                              "cannot edit more people than there are train people")
+        if not self.arms:
+            raise field_error(self, "arms", "give at least one arm")
+        if not self.seeds:
+            raise field_error(self, "seeds", "give at least one seed")
 
 
 # Presets: overrides of (experiment, model, training, objective) configs.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {  # tests and demo: a couple of minutes on a laptop CPU, numbers not meaningful
-        "experiment": dict(n_train_people=12, n_retrieval_people=5, n_added_people=5,
-                           docs_per_person=2, n_counterfactual=5, max_probe_people=5,
+    "tiny": {  # tests and demo: ~2 minutes on one CPU thread for all six arms; sized so
+        # that reading shows (docs/experiments/rag.md "tiny preset"): with 120 train people
+        # copying from the passage pays off faster than memorising them, and full /
+        # leave_one_out_doc beat closed_book on retrieval-only facts by >= 0.2 EM
+        "experiment": dict(n_train_people=120, n_retrieval_people=20, n_added_people=10,
+                           docs_per_person=2, n_counterfactual=10, max_probe_people=20,
                            seeds=(0,)),
-        "model": dict(n_layer=1, n_head=2, n_embd=32, n_positions=160),
-        "train": dict(max_steps=12, batch_size=8, lr=3e-3, warmup_steps=2, log_every=4),
-        "objective": dict(k=1, context_tokens=56, split_ratio=0.34),
+        "model": dict(n_layer=2, n_head=4, n_embd=64, n_positions=160),
+        "train": dict(max_steps=600, batch_size=16, lr=3e-3, warmup_steps=30, log_every=20),
+        "objective": dict(k=1, context_tokens=56, split_ratio=0.5),
     },
     "small": {  # the report (docs/experiments/rag.md); see there for measured times
         "experiment": dict(n_train_people=100, n_retrieval_people=40, n_added_people=40,
@@ -152,8 +153,8 @@ def build_world(cfg: RagExperimentConfig, seed: int) -> World:
 
 
 def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> dict[str, float]:
-    """Every metric of one trained model (see :mod:`descentlab.rag.evaluate`)."""
-    from descentlab.rag import evaluate as ev
+    """Every metric of one trained model (see :mod:`descentlab.rag.scoring`)."""
+    from descentlab.rag import scoring as ev
 
     out: dict[str, float] = {}
     ec = indexes["eval"].corpus
@@ -193,64 +194,93 @@ def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     return agg
 
 
-def run_experiment(exp: RagExperimentConfig, model_cfg, train_cfg, objective: RagObjectiveConfig,
-                   out_dir: str | Path, *, device: str = "cpu", resume: bool = False,
-                   preset: str | None = None, log=print) -> dict[str, Any]:
+def preset_configs(preset: str | None = None, **overrides: dict[str, Any]):
+    """``(experiment, model, train, objective)`` configs of a :data:`PRESETS` entry (None =
+    the defaults), each updated by ``overrides[part]`` (e.g. ``train={"max_steps": 50}``)."""
+    from descentlab.core.training import TrainConfig
+    from descentlab.lm.tiny import TinyLMConfig
+
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}",
+                         where="preset")
+    p = PRESETS[preset] if preset else {}
+    parts = (("experiment", RagExperimentConfig), ("model", TinyLMConfig),
+             ("train", TrainConfig), ("objective", RagObjectiveConfig))
+    bad = set(overrides) - {name for name, _ in parts}
+    if bad:
+        raise InputError(f"unknown config part(s) {sorted(bad)}", where="overrides")
+    return tuple(cls(**{**p.get(name, {}), **overrides.get(name, {})}) for name, cls in parts)
+
+
+def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train_cfg=None,
+                   objective: RagObjectiveConfig | None = None,
+                   out_dir: str | Path | None = None, *, preset: str | None = None,
+                   device: str = "cpu", resume: bool = False,
+                   log: Callable[[str], None] | None = None,
+                   threads: int | None = 1) -> dict[str, Any]:
     """Train and evaluate every arm for every seed; returns the experiment's result dict.
 
-    ``model_cfg``: a :class:`~descentlab.lm.tiny.TinyLMConfig`; ``train_cfg``: a
-    :class:`~descentlab.core.training.TrainConfig` (its seed is replaced per run). Per run,
-    ``out_dir/seed<S>/<arm>/`` holds the checkpoint and the training log; ``resume`` picks
-    up every run that has a checkpoint.
+    Configs not given come from ``preset`` (:func:`preset_configs`). ``model_cfg``: a
+    :class:`~descentlab.lm.tiny.TinyLMConfig`; ``train_cfg``: a
+    :class:`~descentlab.core.training.TrainConfig` (its seed is replaced per run). With
+    ``out_dir``, ``out_dir/seed<S>/<arm>/`` holds each run's checkpoint and training log and
+    ``resume`` picks up every run that has a checkpoint; None keeps nothing. ``log``: called
+    with one line per finished run (nothing is printed); training shows the progress bars
+    of :mod:`descentlab.core.progress`. ``threads``: torch threads on the CPU.
     """
     import time
 
     from descentlab.core.seeding import resolve_device
-    from descentlab.core.training import CHECKPOINT, train
+    from descentlab.core.training import CHECKPOINT
     from descentlab.lm.tiny import build_tiny_model, tokenizer_for
-    from descentlab.rag.evaluate import Reader, recall_at_k
-    from descentlab.rag.objective import RagData, suffix_loss
+    from descentlab.rag.api import cpu_threads, quiet_libraries, train_model
     from descentlab.rag.retrieval import build_retriever
+    from descentlab.rag.scoring import Reader, recall_at_k
 
+    defaults = preset_configs(preset)
+    exp, model_cfg, train_cfg, objective = (given if given is not None else d for given, d in
+                                            zip((exp, model_cfg, train_cfg, objective), defaults))
     dev = resolve_device(device)
-    out_dir = Path(out_dir)
     per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in exp.arms}
     curves: dict[str, list[list[float]]] = {a: [] for a in exp.arms}
+    steps: list[int] = []
     retrieval_stats = []
     t_start = time.perf_counter()
-    for seed in exp.seeds:
-        world = build_world(exp, seed)
-        tokenizer = tokenizer_for(model_cfg, world.tokenizer_texts())
-        indexes = {"train": build_retriever(exp.retriever, world.train_corpus),
-                   "eval": build_retriever(exp.retriever, world.eval_corpus),
-                   "cf": build_retriever(exp.retriever, world.cf_corpus)}
-        all_probes = [p for c in ("train", "retrieval_only", "added") for p in world.probes[c]]
-        retrieval_stats.append({
-            "recall_at_k": recall_at_k(indexes["eval"], all_probes, objective.k),
-            "recall_at_1": recall_at_k(indexes["eval"], all_probes, 1)})
-        for arm in exp.arms:
-            t0 = time.perf_counter()
-            cfg = dataclasses.replace(objective, **ARMS[arm])
-            model = build_tiny_model(model_cfg, tokenizer, seed=seed)
-            data = RagData(world.train_corpus, world.trainable, tokenizer, indexes["train"], cfg,
-                           seed=seed, max_length=model_cfg.n_positions)
-            run_dir = out_dir / f"seed{seed}" / arm
-            res = train(model, suffix_loss, data.batch_fn(),
-                        dataclasses.replace(train_cfg, seed=seed), run_dir,
-                        resume=resume and (run_dir / CHECKPOINT).exists(), device=dev,
-                        desc=f"{arm} seed {seed}")
-            reader = Reader(res.model, tokenizer, k=cfg.k, budget=cfg.context_tokens,
-                            device=str(res.accelerator.device))
-            metrics = evaluate_arm(reader, world, indexes, seed)
-            metrics["train_loss_final"] = float(np.mean(
-                [r["loss"] for r in res.history[-3:] if "loss" in r]))
-            metrics["retrieval_cache_hit_rate"] = data.cache.hits / max(
-                1, data.cache.hits + data.cache.misses)
-            per_arm[arm].append(metrics)
-            curves[arm].append([r["loss"] for r in res.history if "loss" in r])
-            log(f"[rag] seed {seed} {arm}: " + ", ".join(
-                f"{k}={metrics[k]:.3g}" for k in REQUIRED_FIELDS)
-                + f" ({time.perf_counter() - t0:.0f}s)")
+    with quiet_libraries(), cpu_threads(dev, threads):
+        for seed in exp.seeds:
+            world = build_world(exp, seed)
+            tokenizer = tokenizer_for(model_cfg, world.tokenizer_texts())
+            indexes = {"train": build_retriever(exp.retriever, world.train_corpus),
+                       "eval": build_retriever(exp.retriever, world.eval_corpus),
+                       "cf": build_retriever(exp.retriever, world.cf_corpus)}
+            all_probes = [p for c in ("train", "retrieval_only", "added")
+                          for p in world.probes[c]]
+            retrieval_stats.append({
+                "recall_at_k": recall_at_k(indexes["eval"], all_probes, objective.k),
+                "recall_at_1": recall_at_k(indexes["eval"], all_probes, 1)})
+            for arm in exp.arms:
+                t0 = time.perf_counter()
+                cfg = dataclasses.replace(objective, **ARMS[arm])
+                model = build_tiny_model(model_cfg, tokenizer, seed=seed)
+                run_dir = None if out_dir is None else Path(out_dir) / f"seed{seed}" / arm
+                res = train_model(model, tokenizer, world.train_corpus, world.trainable,
+                                  indexes["train"], cfg, train_cfg, out_dir=run_dir,
+                                  resume=resume and run_dir is not None
+                                  and (run_dir / CHECKPOINT).exists(), device=dev, seed=seed)
+                reader = Reader(res.model, tokenizer, k=cfg.k, budget=cfg.context_tokens,
+                                device=res.device)
+                metrics = evaluate_arm(reader, world, indexes, seed)
+                losses = [r for r in res.history if "loss" in r]
+                metrics["train_loss_final"] = float(np.mean([r["loss"] for r in losses[-3:]]))
+                metrics["retrieval_cache_hit_rate"] = res.retrieval_cache_hit_rate
+                metrics["seconds"] = time.perf_counter() - t0
+                per_arm[arm].append(metrics)
+                curves[arm].append([r["loss"] for r in losses])
+                steps = [r["step"] for r in losses]
+                if log is not None:
+                    log(f"[rag] seed {seed} {arm}: " + ", ".join(
+                        f"{k}={metrics[k]:.3g}" for k in REQUIRED_FIELDS)
+                        + f" ({metrics['seconds']:.0f}s)")
     return {
         "preset": preset,
         "seeds": list(exp.seeds),
@@ -260,6 +290,7 @@ def run_experiment(exp: RagExperimentConfig, model_cfg, train_cfg, objective: Ra
         "variants": {arm: _aggregate(rows) for arm, rows in per_arm.items()},
         "retrieval": _aggregate(retrieval_stats),
         "loss_curves": {arm: np.mean(np.array(c), axis=0).tolist() for arm, c in curves.items()},
+        "loss_steps": steps,
         "log_every": train_cfg.log_every,
         "seconds": time.perf_counter() - t_start,
     }

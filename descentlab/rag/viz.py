@@ -1,13 +1,19 @@
-"""Figures of the grounding experiment (drawing only; the numbers come from experiment.py)."""
+"""Figures of the rag wing (drawing only; the numbers come from experiment.py / api.py).
+
+Every figure has labelled axes with tick values; arms appear in the note's order (closed
+book, full, leave-one-out, split, re-split: :data:`~descentlab.rag.experiment.ARMS`), bars
+are means over seeds and each seed is drawn as a point on its bar.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from descentlab.core.plotting import plot_curves, save_figure, subplots
+from descentlab.core.plotting import get_cmap, save_figure, subplots
 
 QA_PANELS = (
     ("qa_em_train_closed_book", "train facts,\nno retrieval"),
@@ -20,16 +26,32 @@ QA_PANELS = (
 )
 
 
-def _bars(ax, result: dict[str, Any], keys: list[str], labels: list[str]) -> None:
-    arms = list(result["variants"])
+def ordered_arms(result: dict[str, Any]) -> list[str]:
+    """The result's arms in the note's order (:data:`ARMS`), unknown names last."""
+    from descentlab.rag.experiment import ARMS
+
+    order = {a: n for n, a in enumerate(ARMS)}
+    return sorted(result["variants"], key=lambda a: order.get(a, len(order)))
+
+
+def _bars(ax, result: dict[str, Any], keys: Sequence[str], labels: Sequence[str]) -> None:
+    """Grouped bars (one group per metric, one bar per arm): mean over seeds, each seed a
+    black point on its bar."""
+    arms = ordered_arms(result)
+    colours = get_cmap("tab10")
     width = 0.8 / len(arms)
     x = np.arange(len(keys))
     for n, arm in enumerate(arms):
         v = result["variants"][arm]
-        means = [v.get(k, np.nan) for k in keys]
-        stds = [v.get(f"{k}_std", 0.0) for k in keys]
-        ax.bar(x + (n - (len(arms) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=arm)
+        pos = x + (n - (len(arms) - 1) / 2) * width
+        ax.bar(pos, [v.get(k, np.nan) for k in keys], width, color=colours(n % 10), label=arm)
+        rows = v.get("per_seed", [])
+        for j, k in enumerate(keys):
+            vals = [r.get(k) for r in rows if r.get(k) is not None]
+            if vals:
+                jitter = np.linspace(-0.25, 0.25, len(vals)) * width if len(vals) > 1 else [0]
+                ax.scatter(pos[j] + np.asarray(jitter), vals, s=9, color="k", zorder=3,
+                           linewidths=0)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -40,34 +62,66 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     (perplexity with/without retrieval, memorisation ratio), ``loss.png`` (training loss)."""
     out = Path(out_dir)
     n_seeds = len(result.get("seeds", [])) or 1
+    seeds = f"bars: mean over {n_seeds} seed(s); points: seeds"
     paths = []
 
     fig, ax = subplots(figsize=(10, 3.8))
     panels = [(k, lab) for k, lab in QA_PANELS  # skip metrics that no arm reports
               if any(v.get(k) is not None and v[k] == v[k] for v in result["variants"].values())]
     _bars(ax, result, [k for k, _ in panels], [lab for _, lab in panels])
-    ax.set_ylabel("exact match")
+    ax.set_ylabel("exact match (fraction of probes)")
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Cloze QA exact match by where the fact lives (mean ± std over {n_seeds} "
-                 "seed(s))")
+    ax.set_title(f"Cloze QA exact match by where the fact lives ({seeds})", fontsize=10)
     ax.legend(fontsize=7, ncol=3)
     paths.append(save_figure(fig, out / "qa.png"))
 
     fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.6))
     _bars(a1, result, ["ppl_no_retrieval", "ppl_retrieval"], ["no retrieval", "retrieval"])
-    a1.set_ylabel("perplexity (retrieval-only docs)")
+    a1.set_ylabel("perplexity of retrieval-only docs\n(log scale)")
     a1.set_yscale("log")
     _bars(a2, result, ["memorisation_ratio"], ["p_old / (p_old + p_new)"])
     a2.axhline(0.5, color="k", lw=0.8, ls="--")
     a2.set_ylim(0, 1)
-    a2.set_ylabel("memorisation ratio")
+    a2.set_ylabel("memorisation ratio\n(1 = memory, 0 = document)")
     a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle("Does the model use the retrieved document?")
+    fig.suptitle(f"Does the model use the retrieved document? ({seeds})", fontsize=10)
     paths.append(save_figure(fig, out / "grounding.png"))
 
-    every = result.get("log_every", 1)
-    paths.append(plot_curves(result["loss_curves"], out / "loss.png",
-                             title="training loss (suffix tokens)",
-                             xlabel=f"log step (x{every} optimiser steps)", ylabel="NLL",
-                             logy=True))
+    curves = {a: result["loss_curves"][a] for a in ordered_arms(result)}
+    paths.append(plot_losses(curves, out / "loss.png", steps=loss_steps(result),
+                             title=f"training loss (mean over {n_seeds} seed(s))"))
     return paths
+
+
+def loss_steps(result: dict[str, Any]) -> list[int]:
+    """Optimiser step of each loss-curve point (older results: from ``log_every``)."""
+    n = len(next(iter(result["loss_curves"].values())))
+    steps = result.get("loss_steps")
+    if isinstance(steps, list) and len(steps) == n:
+        return steps
+    every = result.get("log_every", 1)
+    return [(i + 1) * every for i in range(n)]
+
+
+def plot_losses(curves: dict[str, Sequence[float]], path: str | Path, *,
+                steps: Sequence[int], title: str = "training loss") -> Path:
+    """Loss against optimiser step, one line per name (linear axes, values on both)."""
+    fig, ax = subplots(figsize=(6.4, 3.8))
+    colours = get_cmap("tab10")
+    for n, (name, ys) in enumerate(curves.items()):
+        ax.plot(steps[: len(ys)], ys, label=name, color=colours(n % 10), marker=".", ms=3)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("NLL per suffix token (nats)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_training(history: Sequence[dict], path: str | Path, *, title: str) -> Path:
+    """The figure of one ``rag train`` run: loss per log record against its step."""
+    rows = [r for r in history if "loss" in r]
+    return plot_losses({"loss": [r["loss"] for r in rows]}, path,
+                       steps=[r["step"] for r in rows], title=title)

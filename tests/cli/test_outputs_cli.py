@@ -15,10 +15,7 @@ from descentlab.cli import main as main_mod
 
 @pytest.fixture(autouse=True)
 def rag_and_demo_only(monkeypatch, tmp_path):
-    # These commands alone, whatever other wings are registered; relative defaults
-    # (rag-experiment/, descentlab-out/) land in tmp_path.
-    monkeypatch.setattr(main_mod, "COMMAND_MODULES", ("descentlab.cli.demo",
-                                                      "descentlab.cli.rag"))
+    # Relative defaults (rag-experiment/, descentlab-out/) land in tmp_path.
     monkeypatch.setenv("DESCENTLAB_PROGRESS", "0")
     monkeypatch.chdir(tmp_path)
 
@@ -307,7 +304,7 @@ def _fake_wing(monkeypatch, run):
 
     mod.register = register
     monkeypatch.setitem(sys.modules, "fake_wing", mod)
-    monkeypatch.setattr(main_mod, "COMMAND_MODULES", ("fake_wing",))
+    monkeypatch.setattr(main_mod, "COMMANDS", {"fake": ("fake_wing", "a stand-in wing")})
 
 
 def test_ran_but_failed_is_exit_1_and_keeps_result_and_outputs(tmp_path, monkeypatch, capsys):
@@ -322,7 +319,7 @@ def test_ran_but_failed_is_exit_1_and_keeps_result_and_outputs(tmp_path, monkeyp
     rc = main_mod.main(["fake", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "r.json")])
     assert rc == 1
     assert json.loads((tmp_path / "r.json").read_text()) == {"valid": False}
-    assert (tmp_path / "o" / "plan.png").exists()
+    assert (tmp_path / "o" / "plan.png").read_text() == "fig"  # kept, not cleaned up
 
 
 def test_os_error_while_running_is_one_line_exit_1_and_cleans_up(tmp_path, monkeypatch, capsys):

@@ -8,6 +8,7 @@ import pytest
 from descentlab.cli.main import main
 from descentlab.planning.grid import random_map
 from descentlab.planning.search import astar
+from tests.figures import assert_figure
 
 QUICK = ["--coarse-iters", "80", "--fine-iters", "80", "--n-starts", "4"]
 
@@ -34,7 +35,8 @@ def test_plan_on_note_map_writes_json_and_figures(tmp_path, capsys):
     assert res["valid"] is True and res["start"] == [0, 0] and res["goal"] == [19, 10]
     assert res["cells"][0] == [0, 0] and res["cells"][-1] == [19, 10]
     assert res["astar_length"] == pytest.approx(astar(np.asarray(_note()), (0, 0), (19, 10)).length)
-    assert (out / "plan.png").stat().st_size > 1000 and (out / "loss.png").exists()
+    assert_figure(out / "plan.png")
+    assert_figure(out / "loss.png")
 
 
 def _note():

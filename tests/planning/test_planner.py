@@ -64,12 +64,18 @@ def test_note_preset_is_the_notes_setup():
 
 
 def test_warm_start_is_used():
+    # An L-shaped warm start (along row 0, then down column 19) differs from every default
+    # start (the straight diagonal is 26.9 long); with no steps the plan must be the L.
     occ = np.zeros((20, 20), bool)
-    init = np.stack([np.linspace(0, 19, 30), np.linspace(0, 19, 30)], 1)
+    init = np.concatenate([np.stack([np.zeros(20), np.arange(20.0)], 1),
+                           np.stack([np.arange(1.0, 20.0), np.full(19, 19.0)], 1)])
     cfg = dataclasses.replace(FAST, n_starts=1)
     res = GradientPlanner(cfg).plan(occ, (0, 0), (19, 19), init=init, iters=0)
     np.testing.assert_allclose(res.waypoints[[0, -1]], [[0, 0], [19, 19]])
-    assert res.valid and res.length == pytest.approx(19 * np.sqrt(2), rel=1e-4)
+    assert res.valid and res.length == pytest.approx(38.0, rel=1e-4)
+    assert np.abs(res.waypoints - [0, 19]).sum(1).min() < 1e-6  # passes the corner
+    cold = GradientPlanner(cfg).plan(occ, (0, 0), (19, 19), iters=0)
+    assert cold.length < 30
 
 
 def test_resample_keeps_endpoints_and_even_spacing():

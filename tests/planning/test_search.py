@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import descentlab.planning
 from descentlab.planning.discretize import cell_path_length, invalid_reason
 from descentlab.planning.grid import load_map, load_scenarios, random_map, sample_scenarios
 from descentlab.planning.search import astar, octile_distance
@@ -18,9 +19,13 @@ MAPS = ["random/random512-10-0.map", "maze/maze512-1-0.map", "room/8room_000.map
 SQRT2 = math.sqrt(2.0)
 
 
-@pytest.mark.parametrize("rel", MAPS)
+EMBEDDED = Path(descentlab.planning.__file__).parent / "data" / "arena2.map"
+
+
+@pytest.mark.parametrize("rel", ["embedded/arena2.map", *MAPS])
 def test_lengths_equal_movingai_optima(rel):
-    path = MOVINGAI / rel
+    # The embedded arena2 map and scenarios ship with the package: that case always runs.
+    path = EMBEDDED if rel.startswith("embedded/") else MOVINGAI / rel
     if not path.exists() or not Path(f"{path}.scen").exists():
         pytest.skip(f"MovingAI benchmark files not found at {path} (expected ../shared beside "
                     f"the repository)")

@@ -9,7 +9,7 @@ from descentlab.core.errors import InputError
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
 from descentlab.preference.data import (
     collate_pairs,
-    load_rows,
+    load_pairs,
     row_texts,
     synthetic_pairs,
     tokenize_pairs,
@@ -36,15 +36,15 @@ def write(path, rows):
 def test_bad_rows_name_file_row_and_field(tmp_path, bad, message):
     path = write(tmp_path / "d.jsonl", [GOOD, bad])
     with pytest.raises(InputError) as e:
-        load_rows(path)
+        load_pairs(path)
     assert str(path) in e.value.line() and message in e.value.line()
 
 
 def test_onpolicy_rows_need_only_prompts(tmp_path):
     path = write(tmp_path / "p.jsonl", [{"prompt": "a b"}, {"prompt": "c"}])
-    assert [r["prompt"] for r in load_rows(path, require_responses=False)] == ["a b", "c"]
+    assert [r["prompt"] for r in load_pairs(path, require_responses=False)] == ["a b", "c"]
     with pytest.raises(InputError, match="missing field 'chosen'"):
-        load_rows(path)
+        load_pairs(path)
 
 
 def test_datasets_folder_equals_jsonl(tmp_path):
@@ -52,13 +52,13 @@ def test_datasets_folder_equals_jsonl(tmp_path):
 
     rows = synthetic_pairs(5, seed=1)
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
-    assert load_rows(tmp_path / "ds") == load_rows(write(tmp_path / "d.jsonl", rows))
+    assert load_pairs(tmp_path / "ds") == load_pairs(write(tmp_path / "d.jsonl", rows))
     bad = [dict(r) for r in rows]
     bad[3]["rejected"] = ""
     bad[4]["chosen"] = None
     datasets.Dataset.from_list(bad).save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(InputError, match=r"row 5: missing field 'chosen'"):
-        load_rows(tmp_path / "bad")
+        load_pairs(tmp_path / "bad")
 
 
 def test_plain_text_tokenization_appends_eos():

@@ -11,7 +11,7 @@ from descentlab.rag.experiment import ARMS, REQUIRED_FIELDS
 @pytest.fixture(autouse=True)
 def only_rag(monkeypatch):
     # Test this command alone, whatever other wings are registered.
-    monkeypatch.setattr(main_mod, "COMMAND_MODULES", ("descentlab.cli.rag",))
+    monkeypatch.setattr(main_mod, "COMMANDS", {"rag": main_mod.COMMANDS["rag"]})
     monkeypatch.setenv("DESCENTLAB_PROGRESS", "0")
 
 

@@ -6,7 +6,7 @@ import torch
 
 from descentlab.lm.logprobs import sequence_logprobs
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
-from descentlab.rag import evaluate as ev
+from descentlab.rag import scoring as ev
 from descentlab.rag.corpus import Corpus, Document
 from descentlab.rag.objective import collate
 from descentlab.rag.retrieval import BM25Index

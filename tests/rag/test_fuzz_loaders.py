@@ -16,8 +16,8 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from descentlab.rag.corpus import load_corpus  # noqa: E402
-from descentlab.rag.evaluate import load_probes  # noqa: E402
 from descentlab.rag.experiment import merge_results  # noqa: E402
+from descentlab.rag.scoring import load_probes  # noqa: E402
 from tests.core.test_fuzz_io import FUZZ, _clean, files_of, json_values, mutated  # noqa: E402
 
 FIELDS = ("id", "text", "entity", "prompt", "answer", "candidates")

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
 from descentlab.core.progress import progress
 from descentlab.preference.experiments.variants import Variant, aggregate, build_variants, mean_std
@@ -49,47 +49,37 @@ class Config:
     """The bandit lab: problem size, data, policy, losses and optimisation."""
 
     policy: str = option("tabular", "policy parametrisation: one logit per response, or "
-                         "log-linear in shared features", choices=("tabular", "linear"))
-    prompts: int = option(64, "number of prompts x")
-    responses: int = option(16, "candidate responses K per prompt")
-    pairs_per_prompt: int = option(8, "offline pairs drawn from π₀ per prompt")
+                         "log-linear in shared features", choices=lambda: PARAMETRISATIONS)
+    prompts: int = option(64, "number of prompts x", min=1)
+    responses: int = option(16, "candidate responses K per prompt", min=2)
+    pairs_per_prompt: int = option(8, "offline pairs drawn from π₀ per prompt", min=1)
     ref_scale: float = option(1.5, "std of the reference logits b₀ (larger = peakier π₀)")
-    ref_reward_corr: float = option(0.0, "correlation of the reference logits with the reward")
-    reward_scale: float = option(1.0, "std of the true reward")
-    bt_temperature: float = option(1.0, "Bradley–Terry temperature τ of the labels")
-    feature_dim: int = option(8, "feature dimension d of the linear policy")
-    reward_feature_corr: float = option(0.8, "correlation ρ of the reward with the features")
-    beta: float = option(0.5, "β of every loss (SimPO: see --simpo-beta)")
-    gamma_ratios: tuple[float, ...] = option((0.0, 0.5, 1.0, 2.0), "γ/β values of dpo_bg")
-    simpo_beta: float = option(0.5, "β of SimPO (responses have length 1 here)")
+    ref_reward_corr: float = option(0.0, "correlation of the reference logits with the reward",
+                                    min=-1, max=1)
+    reward_scale: float = option(1.0, "std of the true reward", gt=0)
+    bt_temperature: float = option(1.0, "Bradley–Terry temperature τ of the labels", gt=0)
+    feature_dim: int = option(8, "feature dimension d of the linear policy", min=1)
+    reward_feature_corr: float = option(0.8, "correlation ρ of the reward with the features",
+                                        min=-1, max=1)
+    beta: float = option(0.5, "β of every loss (SimPO: see --simpo-beta)", gt=0)
+    gamma_ratios: tuple[float, ...] = option((0.0, 0.5, 1.0, 2.0), "γ/β values of dpo_bg",
+                                             min=0)
+    simpo_beta: float = option(0.5, "β of SimPO (responses have length 1 here)", gt=0)
     simpo_margin: float = option(0.5, "SimPO margin")
     baseline: str = option("loo", "pdpo score-function baseline (see prefopt train --help; "
-                           "mean is biased)", choices=tuple(BASELINES))
+                           "mean is biased)", choices=BASELINES)
     losses: tuple[str, ...] = option(
         ("dpo", "dpo_bg", "ipo", "simpo", "pdpo", "pdpo_offline", "pdpo_exact"),
         "loss settings to compare (dpo_bg expands to every γ/β)")
-    steps: int = option(600, "optimiser steps per loss")
-    lr: float = option(0.05, "learning rate")
+    steps: int = option(600, "optimiser steps per loss", min=1)
+    lr: float = option(0.05, "learning rate", gt=0)
     optimizer: str = option("adam", "optimiser", choices=("adam", "sgd"))
-    onpolicy_pairs: int = option(8, "pairs per prompt sampled from π per pdpo step")
-    seeds: int = option(5, "independent problems (seed, seed+1, ...): data, rewards, π₀")
-    log_every: int = option(10, "steps between recorded metrics")
+    onpolicy_pairs: int = option(8, "pairs per prompt sampled from π per pdpo step", min=1)
+    seeds: int = option(5, "independent problems (seed, seed+1, ...): data, rewards, π₀", min=1)
+    log_every: int = option(10, "steps between recorded metrics", min=1)
 
     def __post_init__(self) -> None:
-        for name in ("prompts", "pairs_per_prompt", "feature_dim", "steps", "onpolicy_pairs",
-                     "seeds", "log_every"):
-            if getattr(self, name) < 1:
-                raise InputError("must be >= 1", where=f"--{name.replace('_', '-')}")
-        if self.responses < 2:
-            raise InputError("need at least 2 responses", where="--responses")
-        for name in ("bt_temperature", "lr", "beta", "simpo_beta", "reward_scale"):
-            if not getattr(self, name) > 0:
-                raise InputError("must be > 0", where=f"--{name.replace('_', '-')}")
-        for name in ("ref_reward_corr", "reward_feature_corr"):
-            if not -1 <= getattr(self, name) <= 1:
-                raise InputError("must be in [-1, 1]", where=f"--{name.replace('_', '-')}")
-        if any(r < 0 for r in self.gamma_ratios):
-            raise InputError("γ/β must be >= 0", where="--gamma-ratios")
+        check_config(self)
 
     def variants(self) -> dict[str, Variant]:
         return build_variants(self.losses, beta=self.beta, gamma_ratios=self.gamma_ratios,
@@ -155,7 +145,7 @@ class SoftmaxPolicy(torch.nn.Module):
         super().__init__()
         if kind not in PARAMETRISATIONS:
             raise InputError(f"unknown policy {kind!r}; choose from {', '.join(PARAMETRISATIONS)}",
-                             where="--policy")
+                             where="policy")
         self.kind = kind
         self.register_buffer("ref_logp", problem.ref_logp)
         self.register_buffer("features", problem.features)

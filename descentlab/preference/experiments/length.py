@@ -35,10 +35,11 @@ from typing import Any
 
 import torch
 
-from descentlab.core.config import option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.core.io import atomic_write, read_json, write_json
 from descentlab.core.progress import progress
+from descentlab.lm.tiny import tiny_option
 from descentlab.preference.data import BAD_WORDS, GOOD_WORDS, SUBJECTS
 from descentlab.preference.experiments.length_metrics import (
     evaluate,
@@ -56,61 +57,55 @@ NEUTRAL_WORDS = ("the", "and", "very", "so", "quite", "then", "also", "still")
 class Config:
     """The length lab: language, model, SFT, preference training, evaluation."""
 
-    n_sft: int = option(2000, "responses in the supervised fine-tuning set (π₀)")
-    n_train_pairs: int = option(512, "preference pairs to train on")
-    n_heldout_pairs: int = option(128, "held-out preference pairs")
-    min_words: int = option(2, "shortest response (words)")
-    max_words: int = option(10, "longest response (words)")
-    neutral_frac: float = option(0.3, "probability that a word is neutral")
+    n_sft: int = option(2000, "responses in the supervised fine-tuning set (π₀)", min=1)
+    n_train_pairs: int = option(512, "preference pairs to train on", min=1)
+    n_heldout_pairs: int = option(128, "held-out preference pairs", min=1)
+    min_words: int = option(2, "shortest response (words)", min=1)
+    max_words: int = option(10, "longest response (words)", min=1)
+    neutral_frac: float = option(0.3, "probability that a word is neutral (< 1)", min=0)
     bt_temperature: float = option(0.1, "Bradley–Terry temperature τ of the labels (reward "
-                                   "in [-1, 1])")
-    n_layer: int = option(2, "transformer blocks of the tiny GPT-2")
-    n_embd: int = option(64, "hidden size of the tiny GPT-2")
-    sft_steps: int = option(400, "SFT optimiser steps")
-    sft_lr: float = option(3e-3, "SFT learning rate")
-    sft_batch: int = option(32, "SFT sequences per step")
-    steps: int = option(200, "preference optimiser steps (same budget for every loss)")
-    lr: float = option(5e-4, "preference learning rate (AdamW, warmup + cosine)")
-    batch_size: int = option(16, "pairs per preference step")
-    warmup_steps: int = option(10, "warmup steps of the preference runs")
-    beta: float = option(0.1, "β of the DPO family, IPO's τ and pdpo")
+                                   "in [-1, 1])", gt=0)
+    n_layer: int = tiny_option("n_layer", 2)
+    n_embd: int = tiny_option("n_embd", 64)     # the lab's GPT-2 has 2 heads: even
+    sft_steps: int = option(400, "SFT optimiser steps", min=1)
+    sft_lr: float = option(3e-3, "SFT learning rate", gt=0)
+    sft_batch: int = option(32, "SFT sequences per step", min=1)
+    steps: int = option(200, "preference optimiser steps (same budget for every loss)", min=1)
+    lr: float = option(5e-4, "preference learning rate (AdamW, warmup + cosine)", gt=0)
+    batch_size: int = option(16, "pairs per preference step", min=1)
+    warmup_steps: int = option(10, "warmup steps of the preference runs", min=0)
+    beta: float = option(0.1, "β of the DPO family, IPO's τ and pdpo", gt=0)
     gamma_ratios: tuple[float, ...] = option((0.0, 0.5, 2.0), "γ/β values of dpo_bg "
-                                             "(γ/β = 1 is dpo)")
-    simpo_beta: float = option(2.0, "β of SimPO (per-token normalised log-probs)")
+                                             "(γ/β = 1 is dpo)", min=0)
+    simpo_beta: float = option(2.0, "β of SimPO (per-token normalised log-probs)", gt=0)
     simpo_margin: float = option(0.5, "SimPO margin")
     rdpo_alpha: float = option(0.01, "R-DPO length-difference weight α (only with "
                                "--losses ... rdpo)")
     baseline: str = option("loo", "pdpo score-function baseline (see prefopt train --help; "
-                           "mean is biased)", choices=tuple(BASELINES))
+                           "mean is biased)", choices=BASELINES)
     ipo_logratio: str = option("mean", "IPO's log-ratios: per-token means (TRL's ipo) or "
-                               "sequence sums (the paper's Eq. 17)", choices=tuple(IPO_LOGRATIOS))
+                               "sequence sums (the paper's Eq. 17)", choices=IPO_LOGRATIOS)
     losses: tuple[str, ...] = option(("dpo", "dpo_bg", "ipo", "simpo", "pdpo", "pdpo_offline"),
                                      "loss settings to compare (dpo_bg expands to every γ/β)")
-    max_new_tokens: int = option(24, "tokens sampled per response (evaluation and pdpo)")
-    eval_every: int = option(20, "steps between evaluations")
-    eval_prompts: int = option(64, "held-out prompts sampled at each evaluation")
-    eval_samples: int = option(4, "samples per prompt at each evaluation (even)")
-    eval_pairs: int = option(128, "training pairs whose log-probs are tracked")
-    grad_examples: int = option(48, "pairs in the per-example gradient-norm diagnostic")
-    seeds: int = option(5, "independent repetitions (seed, seed+1, ...): data, model, runs")
+    max_new_tokens: int = option(24, "tokens sampled per response (evaluation and pdpo)", min=1)
+    eval_every: int = option(20, "steps between evaluations", min=1)
+    eval_prompts: int = option(64, "held-out prompts sampled at each evaluation", min=1)
+    eval_samples: int = option(4, "samples per prompt at each evaluation (even)", min=2)
+    eval_pairs: int = option(128, "training pairs whose log-probs are tracked", min=1)
+    grad_examples: int = option(48, "pairs in the per-example gradient-norm diagnostic", min=1)
+    seeds: int = option(5, "independent repetitions (seed, seed+1, ...): data, model, runs",
+                        min=1)
 
     def __post_init__(self) -> None:
-        for name in ("n_sft", "n_train_pairs", "n_heldout_pairs", "n_layer", "n_embd",
-                     "sft_steps", "sft_batch", "steps", "batch_size", "max_new_tokens",
-                     "eval_every", "eval_prompts", "eval_pairs", "grad_examples", "seeds"):
-            if getattr(self, name) < 1:
-                raise InputError("must be >= 1", where=f"--{name.replace('_', '-')}")
-        if not 1 <= self.min_words <= self.max_words:
-            raise InputError("need 1 <= min_words <= max_words", where="--min-words")
-        if self.eval_samples < 2 or self.eval_samples % 2:
-            raise InputError("must be an even number >= 2", where="--eval-samples")
-        if not 0 <= self.neutral_frac < 1:
-            raise InputError("must be in [0, 1)", where="--neutral-frac")
-        for name in ("bt_temperature", "sft_lr", "lr", "beta", "simpo_beta"):
-            if not getattr(self, name) > 0:
-                raise InputError("must be > 0", where=f"--{name.replace('_', '-')}")
+        check_config(self)
+        if self.min_words > self.max_words:
+            raise field_error(self, "min_words", f"must be <= max_words ({self.max_words})")
+        if self.eval_samples % 2:
+            raise field_error(self, "eval_samples", "must be an even number")
+        if not self.neutral_frac < 1:
+            raise field_error(self, "neutral_frac", "must be < 1")
         if self.n_embd % 2:
-            raise InputError("must be even (2 heads)", where="--n-embd")
+            raise field_error(self, "n_embd", "must be even (2 heads)")
 
     def variants(self) -> dict[str, Variant]:
         return build_variants(self.losses, beta=self.beta, gamma_ratios=self.gamma_ratios,

@@ -84,10 +84,10 @@ def build_variants(names: tuple[str, ...], *, beta: float, gamma_ratios: tuple[f
                 table[name] = Variant("dpo_bg", dataclasses.replace(base, gamma=r * beta))
         if name in table and allowed is not None and table[name].mode not in allowed:
             raise InputError(f"loss setting {name!r} ({table[name].mode}) is not available in "
-                             "this experiment", where="--losses")
+                             "this experiment", where="losses")
         if name not in table:
             raise InputError(f"unknown loss setting {name!r}; choose from "
-                             f"{', '.join(['dpo_bg', *table])}", where="--losses")
+                             f"{', '.join(['dpo_bg', *table])}", where="losses")
         out[name] = table[name]
     for v in out.values():
         assert v.loss in LOSSES and (v.mode == "onpolicy") == LOSSES[v.loss].onpolicy
