@@ -162,7 +162,7 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     from descentlab.core.progress import progress
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.table import format_table
-    from descentlab.planning.nav_bench import BenchSetup, run_bench
+    from descentlab.planning.nav_bench import BenchSetup, run_groups
     from descentlab.planning.navigation import torch_threads
 
     if args.n < 1:
@@ -173,35 +173,22 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
                        _nav_config(args), _planner_config(args), str(device), args.seed)
     groups = _bench_problems(args)
     total = sum(len(p) for p in groups.values()) * len(args.planners)
-    per_map, all_runs = {}, []
     with progress(total=total, desc="nav-bench") as bar, torch_threads(device):
-        def log(planner, i, res, name=""):
+        def log(name, planner, i, res):
             bar.update(1)
             print(f"{name} #{i} {planner}: {res.reason}, steps {res.steps}, "
                   f"ratio {res.length_ratio:.3f}, bumps {res.bumps}, replans {res.replans}",
                   file=sys.stderr, flush=True)
 
-        for name, problems in groups.items():
-            res = run_bench(problems, args.planners, setup,
-                            on_run=lambda p, i, r, name=name: log(p, i, r, name))
-            per_map[name] = res
-            all_runs += [{"maps": name, **row} for row in res["runs"]]
-    if len(per_map) == 1:
-        out = dict(next(iter(per_map.values())))
-    else:
-        out = _pool(per_map, args.planners)
-        out["per_map"] = {k: {kk: vv for kk, vv in v.items() if kk != "runs"}
-                          for k, v in per_map.items()}
-    out["runs"] = all_runs
+        out = run_groups(groups, args.planners, setup, on_run=log)
+    per_map = out.get("per_map", {})
     out["config"] = {"maps": args.maps, "n": args.n, "sensor": args.sensor,
                      "mapper": args.mapper, "planners": args.planners,
                      "sensor_config": dataclasses.asdict(setup.sensor_config),
                      "mapper_config": dataclasses.asdict(setup.mapper_config),
                      "nav": dataclasses.asdict(setup.nav)}
     rows = []
-    groups_out = dict(per_map)
-    if len(per_map) > 1:
-        groups_out["all"] = out
+    groups_out = {**per_map, "all": out} if per_map else {next(iter(groups)): out}
     for name, res in groups_out.items():
         for planner, s in res["summary"].items():
             rows.append({"maps": name, "planner": planner, **{k: s[k] for k in (
@@ -211,43 +198,6 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     print(format_table(rows))
     if "gradient_vs_astar_length" in out:
         print(f"gradient_vs_astar_length: {out['gradient_vs_astar_length']:.4f}")
-    return out
-
-
-def _pool(per_map: dict, planners) -> dict:
-    """Summaries over every problem of every map group, from the per-run rows
-    (``time_per_step_ms_median`` here: the median of the runs' medians)."""
-    import math
-
-    import numpy as np
-
-    out = {"summary": {}}
-    for p in planners:
-        rows = [r for res in per_map.values() for r in res["runs"] if r["planner"] == p]
-        ok = [r for r in rows if r["success"]]
-        out["summary"][p] = {
-            "n": len(rows), "success_rate": len(ok) / len(rows),
-            "length_ratio_mean": float(np.mean([r["length_ratio"] for r in ok])) if ok else math.nan,
-            "bumps_mean": float(np.mean([r["bumps"] for r in rows])),
-            "replans_mean": float(np.mean([r["replans"] for r in rows])),
-            "time_per_step_ms_median": float(np.median([r["time_per_step_ms_median"]
-                                                        for r in rows])),
-            "time_per_replan_ms_median": float(np.median([r["time_per_replan_ms_median"]
-                                                          for r in rows])),
-            "map_accuracy_seen": float(np.nanmean([r["map_accuracy_seen"] for r in rows])),
-            "failures": {k: sum(r["reason"] == k for r in rows if not r["success"])
-                         for k in sorted({r["reason"] for r in rows if not r["success"]})},
-        }
-    if "gradient" in planners and "astar" in planners:
-        pairs = {}
-        for res in per_map.values():
-            for r in res["runs"]:
-                pairs.setdefault((r["problem"]), {})[r["planner"]] = r
-        both = [(v["gradient"]["travelled"], v["astar"]["travelled"]) for v in pairs.values()
-                if v["gradient"]["success"] and v["astar"]["success"]]
-        out["gradient_vs_astar_length"] = (float(np.mean([a for a, _ in both])
-                                                 / np.mean([b for _, b in both]))
-                                           if both else math.nan)
     return out
 
 

@@ -151,23 +151,54 @@ def length_ratio_between(runs_a: Sequence, runs_b: Sequence) -> float:
     return float(np.mean(la) / np.mean(lb))
 
 
-def run_bench(problems: Sequence[Problem], planners: Sequence[str], setup: BenchSetup,
-              on_run: Callable[[str, int, object], None] | None = None) -> dict:
-    """Every planner on every problem. Returns ``{"summary", "gradient_vs_astar_length",
-    "runs"}`` (``runs``: one row of scalars per planner and problem)."""
-    results: dict[str, list] = {p: [] for p in planners}
-    rows = []
-    for i, prob in enumerate(problems):
-        for p in planners:
-            res = run_one(prob, p, setup, i)
-            results[p].append(res)
-            rows.append({"planner": p, "problem": prob.label, "start": prob.start,
-                         "goal": prob.goal, **res.summary()})
-            if on_run is not None:
-                on_run(p, i, res)
+def _summaries(results: dict[str, list]) -> dict:
     out = {"summary": {p: summarise(r) for p, r in results.items()}}
     if "gradient" in results and "astar" in results:
         out["gradient_vs_astar_length"] = length_ratio_between(results["gradient"],
                                                                results["astar"])
+    return out
+
+
+def run_bench(problems: Sequence[Problem], planners: Sequence[str], setup: BenchSetup,
+              on_run: Callable[[str, int, object], None] | None = None,
+              results: dict[str, list] | None = None) -> dict:
+    """Every planner on every problem. Returns ``{"summary", "gradient_vs_astar_length",
+    "runs"}`` (``runs``: one row of scalars per planner and problem). The NavResults are
+    appended to ``results[planner]`` when given."""
+    results = {p: [] for p in planners} if results is None else results
+    mine: dict[str, list] = {p: [] for p in planners}
+    rows = []
+    for i, prob in enumerate(problems):
+        for p in planners:
+            res = run_one(prob, p, setup, i)
+            mine[p].append(res)
+            results.setdefault(p, []).append(res)
+            rows.append({"planner": p, "problem": prob.label, "start": prob.start,
+                         "goal": prob.goal, **res.summary()})
+            if on_run is not None:
+                on_run(p, i, res)
+    return {**_summaries(mine), "runs": rows}
+
+
+def run_groups(groups: dict[str, Sequence[Problem]], planners: Sequence[str], setup: BenchSetup,
+               on_run: Callable[[str, str, int, object], None] | None = None) -> dict:
+    """:func:`run_bench` per named group of problems (a map). One group: its result. More:
+    the summaries over every run of every group (the same definitions as per group, e.g.
+    the step-time median over all steps), ``per_map`` (each group's, without runs), and
+    ``runs`` (every row, with its group under ``maps``)."""
+    pooled: dict[str, list] = {p: [] for p in planners}
+    per_map, rows = {}, []
+    for name, problems in groups.items():
+        res = run_bench(problems, planners, setup, results=pooled,
+                        on_run=None if on_run is None else
+                        (lambda p, i, r, name=name: on_run(name, p, i, r)))
+        per_map[name] = res
+        rows += [{"maps": name, **row} for row in res["runs"]]
+    if len(per_map) == 1:
+        out = dict(next(iter(per_map.values())))
+    else:
+        out = _summaries(pooled)
+        out["per_map"] = {k: {kk: vv for kk, vv in v.items() if kk != "runs"}
+                          for k, v in per_map.items()}
     out["runs"] = rows
     return out

@@ -244,3 +244,27 @@ def test_gif_has_one_frame_per_step_and_the_figure_is_written(tmp_path):
                      seen=mapper.seen)
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 400
+
+
+def test_pooled_summary_uses_the_same_definitions_as_each_map():
+    # The "all" row is computed from every run (not from per-map summaries): its step-time
+    # median is the median over every step, so it lies between the maps' medians, and its
+    # success rate is the run-weighted mean of theirs.
+    from descentlab.planning.mapping import LogOddsConfig
+    from descentlab.planning.nav_bench import BenchSetup, random_problems, run_groups
+    from descentlab.planning.navigation import NavConfig
+    from descentlab.planning.sensors import RaySensorConfig
+
+    setup = BenchSetup("ray", RaySensorConfig(), "logodds", LogOddsConfig(), NavConfig())
+    groups = {"a": random_problems(2, 0, size=16), "b": random_problems(1, 7, size=16)}
+    seen = []
+    out = run_groups(groups, ["astar"], setup, on_run=lambda *a: seen.append(a[:3]))
+    assert seen == [("a", "astar", 0), ("a", "astar", 1), ("b", "astar", 0)]
+    per = {k: v["summary"]["astar"] for k, v in out["per_map"].items()}
+    pooled = out["summary"]["astar"]
+    steps = [r["time_per_step_ms_median"] for r in per.values()]
+    assert min(steps) <= pooled["time_per_step_ms_median"] <= max(steps)
+    assert pooled["n"] == 3 and len(out["runs"]) == 3
+    assert pooled["success_rate"] == pytest.approx(
+        (2 * per["a"]["success_rate"] + per["b"]["success_rate"]) / 3)
+    assert {r["maps"] for r in out["runs"]} == {"a", "b"}
