@@ -15,6 +15,7 @@ x = column, y = row.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def parse_cell(text: str, what: str) -> tuple[int, int]:
             raise ValueError
         return int(parts[0]), int(parts[1])
     except ValueError:
-        raise InputError(f"expected ROW,COL (two integers), got '{text}'", where=what) from None
+        raise InputError(f"expected ROW,COL (two integers), got {text!r}", where=what) from None
 
 
 # ------------------------------------------------------------------------- text grids
@@ -199,8 +200,11 @@ def load_npy_map(path: str | os.PathLike) -> GridMap:
     p = require_file(path, "map file")
     try:
         arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"not a readable .npy array ({e})", where=p) from None
+    except MemoryError:
+        raise InputError("the array header asks for more memory than there is", where=p) from None
+    except Exception as e:  # numpy's header parser raises ValueError, TokenError, SyntaxError...
+        raise InputError(f"not a readable .npy array ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})", where=p) from None
     if arr.ndim != 2 or arr.size == 0:
         raise InputError(f"expected a non-empty 2-D array, got shape {arr.shape}", where=p)
     if arr.dtype == bool:
@@ -235,8 +239,11 @@ def load_image_map(path: str | os.PathLike) -> GridMap:
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(white, rgba)
             gray = np.asarray(im.convert("L"), dtype=np.float64) / 255.0  # (H, W)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(f"not a readable image ({e.__class__.__name__}: {e})", where=p) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error,
+            Image.DecompressionBombError) as e:  # what Pillow's decoders raise on bad bytes
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"not a readable image ({e.__class__.__name__}: {first})",
+                         where=p) from None
     return GridMap(gray < 0.5, p.stem)
 
 
