@@ -50,7 +50,7 @@ def _planner_config(args):
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
     name = args.planner_preset
-    base = default_planner_config() if name == "nav" else PRESETS[name]
+    base = PRESETS[name] if name else default_planner_config()
     return config_from_args(PlannerConfig, args, prefix="planner_", base=base)
 
 
@@ -248,9 +248,9 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
     p.add_argument("--mapper", choices=list(MAPPERS), default=DEFAULT_MAPPER if bench else None,
                    help="note (the note's gradient mapper) or logodds (Bayesian occupancy) "
                         f"(default: {DEFAULT_MAPPER}; the note preset: note)")
-    p.add_argument("--planner-preset", choices=["nav", *PRESETS], default="nav",
-                   help="gradient planner preset: nav (the default preset with shorter stages, "
-                        "for replanning) or one of `descentlab plan` (default: %(default)s)")
+    p.add_argument("--planner-preset", choices=list(PRESETS), default=None,
+                   help="gradient planner preset, one of `descentlab plan --preset` (default: "
+                        "nav, the default preset with a shorter refinement, for replanning)")
     add_config_args(p, NavConfig)
     for _, cfg_cls, prefix in [*_registered(SENSORS, DEFAULT_SENSOR),
                                *_registered(MAPPERS, DEFAULT_MAPPER)]:

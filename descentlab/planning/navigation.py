@@ -45,7 +45,7 @@ class NavConfig:
     replan: str = option("on_change", "replan every step ('always', the note) or when the plan "
                          "is blocked on the estimate or after a bump ('on_change')",
                          choices=REPLAN_POLICIES)
-    replan_iters: int = option(60, "gradient planner: Adam steps of a warm-started replan",
+    replan_iters: int = option(10, "gradient planner: Adam steps of a warm-started replan",
                                min=0)
     warm_start: bool = option(True, "gradient planner: warm-start each replan from the previous "
                                     "plan shifted to the bot's cell")
@@ -163,10 +163,10 @@ class GradientNavigator:
 
 
 def default_planner_config():
-    """The planner the navigator uses unless told otherwise: the ``default`` preset."""
+    """The planner the navigator uses unless told otherwise: the ``nav`` preset."""
     from descentlab.planning.planner import PRESETS
 
-    return PRESETS["default"]
+    return PRESETS["nav"]
 
 
 NAVIGATORS: dict[str, Callable[..., object]] = {

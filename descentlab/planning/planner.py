@@ -110,6 +110,9 @@ PRESETS: dict[str, PlannerConfig] = {
         growth=1.0, w_spacing=0.0, w_goal=100.0, w_start=100.0, repair_rounds=0, dense=True,
         round_output=True),
     "astar": PlannerConfig(init="astar", **_REFINE),
+    # Replanning (the navigator's default): the same route, a short refinement on a coarser
+    # distance field; the executed path is the cell path, and most plans live a few steps.
+    "nav": PlannerConfig(**{**_REFINE, "fine_iters": 20, "upsample": 2}),
 }
 # The preset an ``init`` implies when only the init is named (``plan(..., init="line")``).
 INIT_PRESETS = {"potential": "default", "line": "line", "random": "note", "astar": "astar"}
