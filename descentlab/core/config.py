@@ -12,10 +12,14 @@ Nothing here knows about argparse: a config is a plain dataclass, usable from a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
 
 from descentlab.core.errors import InputError
 
@@ -86,18 +90,51 @@ def _bound_problem(f: dataclasses.Field, v: Any) -> str | None:
     return None
 
 
-def check_config(cfg: Any) -> None:
-    """Validate every field of dataclass ``cfg`` against its :func:`option` declaration.
+_SCALARS = {int: (int, np.integer), float: (int, float, np.integer, np.floating),
+            bool: (bool, np.bool_), str: (str,)}
 
-    Raises :class:`ConfigError` naming the first field out of its choices or bounds.
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Per field: (the scalar type its values must have or None, whether it is a tuple)."""
+    out = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else None
+        many = typing.get_origin(tp) in (tuple, list)
+        if many:
+            tp = (typing.get_args(tp) or (None,))[0]
+        out[name] = (tp if tp in _SCALARS else None, many)
+    return out
+
+
+def _type_problem(tp: Any, v: Any) -> str | None:
+    if tp is None:
+        return None
+    ok = isinstance(v, _SCALARS[tp]) and (tp is bool or not isinstance(v, (bool, np.bool_)))
+    return None if ok else f"expected {'a' if tp is not int else 'an'} {tp.__name__}, got {v!r}"
+
+
+def check_config(cfg: Any) -> None:
+    """Validate every field of dataclass ``cfg`` against its type and its :func:`option`
+    declaration. Raises :class:`ConfigError` naming the first field that is of the wrong
+    type or out of its choices or bounds.
     """
+    kinds = _field_types(type(cfg))
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         if v is None and field_default(f) is None:
             continue
+        tp, many = kinds.get(f.name, (None, False))
+        if many and not isinstance(v, (tuple, list)):
+            raise ConfigError(f"expected a sequence, got {v!r}", type(cfg).__name__, f.name)
         values = v if isinstance(v, (tuple, list)) else (v,)
         choices = field_choices(f)
         for item in values:
+            problem = _type_problem(tp, item)
+            if problem:
+                raise ConfigError(problem, type(cfg).__name__, f.name)
             if choices is not None and item not in choices:
                 raise ConfigError(f"unknown value {item!r}; choose from "
                                   f"{', '.join(map(str, choices))}", type(cfg).__name__, f.name)
