@@ -61,7 +61,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = ""
         tp = _scalar_type(hints[f.name])
         kwargs: dict[str, Any] = {
             "default": None, "dest": prefix + f.name,
-            "help": f"{f.metadata.get('help', '')} (default: {field_default(f)}{_bounds(f)})"}
+            "help": f"{f.metadata.get('help', '')} (default: {field_default(f)}{_bounds(f)})"
+                    .replace("%", "%%")}  # argparse formats help with %
         choices = field_choices(f)
         if choices:
             kwargs["choices"] = choices

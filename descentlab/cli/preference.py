@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import warnings
 from pathlib import Path
 
 from descentlab.cli.options import add_config_args, config_from_args
+from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 from descentlab.lm.tiny import TinyLMConfig
 from descentlab.preference.losses import LossParams
@@ -31,7 +34,8 @@ SUMMARY_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen
 
 
 def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accelerator):
-    """(model, tokenizer, source): ``tiny`` is built once and kept in OUT/init for --resume."""
+    """(model, tokenizer, source): ``tiny`` is built once and kept in OUT/init for --resume
+    (its size flags are resume settings: a changed one is refused)."""
     from descentlab.lm.tiny import build_tiny, load_model_and_tokenizer, save_model_and_tokenizer
     from descentlab.preference.data import row_texts
 
@@ -50,14 +54,19 @@ def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accele
     return model, tok, None
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_train(args: argparse.Namespace) -> dict:
-    import torch
     from transformers.utils import logging as hf_logging
 
     from descentlab.core.seeding import resolve_device, seed_everything
     from descentlab.core.training import make_accelerator
     from descentlab.lm.tiny import load_model_and_tokenizer
-    from descentlab.preference.data import load_rows
+    from descentlab.preference import api
+    from descentlab.preference.data import load_pairs
+    from descentlab.preference.oracles import load_reward
     from descentlab.preference.viz import plot_training
 
     hf_logging.disable_progress_bar()      # per-shard save/load bars; ours shows the training
@@ -72,38 +81,29 @@ def run_train(args: argparse.Namespace) -> dict:
                                seed=args.seed)
     tiny = config_from_args(TinyLMConfig, args)
     onp = config_from_args(OnPolicyConfig, args)
-    rows = load_rows(args.data, require_responses=not args.onpolicy)
-    eval_rows = load_rows(args.eval_data) if args.eval_data else None
-    if tcfg.eval_every and eval_rows is None:
-        from descentlab.core.errors import InputError
-
-        raise InputError("there is nothing to evaluate: give held-out pairs with --eval-data",
-                         where="--eval-every")
+    rows = load_pairs(args.data, require_responses=not args.onpolicy)
+    eval_rows = load_pairs(args.eval_data) if args.eval_data else None
     acc = make_accelerator(tcfg.precision, device)
+    reward = load_reward(onp.reward, acc.device) if args.onpolicy else None   # before any work
     if not acc.is_main_process:
         args.json = None
-    torch.manual_seed(args.seed)
     model, tok, source = _load(args, rows, tiny, acc)
     ref_model = load_model_and_tokenizer(pref.ref_model)[0] if pref.ref_model else None
     out = Path(args.out)
-    if args.onpolicy:
-        from descentlab.preference.onpolicy import train_onpolicy
-        from descentlab.preference.oracles import load_reward
-
-        res = train_onpolicy(model, tok, [r["prompt"] for r in rows], pref=pref, params=params,
-                             onp=onp, train_cfg=tcfg, out_dir=out, accelerator=acc,
-                             reward=load_reward(onp.reward, acc.device), ref_model=ref_model,
-                             resume=args.resume, eval_rows=eval_rows, model_source=source)
-    else:
-        from descentlab.preference.offline import train_offline
-
-        res = train_offline(model, tok, rows, pref=pref, params=params, train_cfg=tcfg,
-                            out_dir=out, accelerator=acc, ref_model=ref_model,
-                            model_source=source, resume=args.resume, eval_rows=eval_rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = _one_line_warning
+        res = api.train(model, tok, rows, pref=pref, params=params, config=tcfg,
+                        onpolicy=onp if args.onpolicy else None, reward=reward,
+                        eval_data=eval_rows, ref_model=ref_model, out_dir=out,
+                        resume=args.resume, extend=args.extend, accelerator=acc,
+                        model_source=source,
+                        settings={f"tiny_{k}": v for k, v in dataclasses.asdict(tiny).items()}
+                        if args.model == "tiny" else None)
     model_dir = out / "model"
     if acc.is_main_process:
         model_dir.mkdir(parents=True, exist_ok=True)
-        res.model.model.save_pretrained(model_dir)
+        res.model.save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
     acc.wait_for_everyone()
     final = res.history[-1] if res.history else {}
@@ -115,6 +115,7 @@ def run_train(args: argparse.Namespace) -> dict:
               "config": {"loss_params": params, "pref": pref, "train": tcfg,
                          "onpolicy": onp if args.onpolicy else None,
                          "tiny": tiny if args.model == "tiny" else None},
+              "max_length": res.max_length, "context": res.context,
               "history": res.history, "model": str(model_dir), "out": str(out),
               "figures": [str(figure)] if figure else [], "seconds": round(res.seconds, 2),
               "processes": acc.num_processes,
@@ -155,14 +156,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--onpolicy", action="store_true",
                    help="sample pairs from the policy and label them with --reward "
                         "(loss defaults to pdpo)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt; refused (naming the first "
+                        "difference) when a setting that changes the result differs from "
+                        "the checkpoint's (loss and its parameters, data, model, optimiser, "
+                        "schedule, precision, batch, seed)")
+    t.add_argument("--extend", action="store_true",
+                   help="with --resume: let --max-steps differ from the checkpoint's (a "
+                        "finished run trains on). The learning rate follows the new "
+                        "schedule from the checkpoint's step on, so with cosine/linear the "
+                        "result is not that of a run started with the larger --max-steps "
+                        "(it is with --schedule constant)")
     add_config_args(t, PrefConfig)
     add_config_args(t, LossParams)
     add_config_args(t, PrefTrainConfig)
     add_config_args(t, OnPolicyConfig)
     add_config_args(t, TinyLMConfig)
     add_common_args(t)
-    t.set_defaults(run=run_train)
+    t.set_defaults(run=run_train, outputs=(folder("out", recognise=("init", "model")),))
     register_experiments(psub)
 
 
@@ -179,28 +190,39 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
-    import json
+    from transformers.utils import logging as hf_logging
 
-    from descentlab.core.io import atomic_write
-    from descentlab.preference.data import synthetic_pairs
+    from descentlab.core.seeding import resolve_device
+    from descentlab.lm import build_tiny
+    from descentlab.preference import synthetic_pairs, train
+    from descentlab.preference.data import row_texts
+    from descentlab.preference.experiments import bandit
+    from descentlab.preference.viz import plot_training
 
-    data = out_dir / "pairs.jsonl"
-    with atomic_write(data, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in synthetic_pairs(128, seed=args.seed))
-    common = ["--data", str(data), "--seed", str(args.seed), "--device",
-              getattr(args, "device", "cpu")]
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    off = run_train(parser.parse_args(["prefopt", "train", *common, "--out",
-                                       str(out_dir / "dpo"), "--loss", "dpo",
-                                       "--max-steps", "40"]))
-    on = run_train(parser.parse_args(["prefopt", "train", *common, "--out",
-                                      str(out_dir / "pdpo"), "--onpolicy", "--beta", "0.5",
-                                      "--lr", "2e-3", "--max-steps", "30"]))
+    hf_logging.disable_progress_bar()      # save_pretrained's shard bar
+    rows = synthetic_pairs(128, seed=args.seed)
+    texts = [t for r in rows for t in row_texts(r)]
+    device = resolve_device(getattr(args, "device", "cpu"))
+    runs = {}
+    for name, kw, title in (("dpo", {"max_steps": 40}, "dpo (offline)"),
+                            ("pdpo", {"beta": 0.5, "lr": 2e-3, "max_steps": 30},
+                             "pdpo (on-policy)")):
+        model, tok = build_tiny(texts, seed=args.seed)
+        res = train(model, tok, rows, name, preset="tiny", seed=args.seed, device=device,
+                    out_dir=out_dir / name, **kw)
+        model_dir = out_dir / name / "model"
+        res.model.save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        final = res.history[-1] if res.history else {}
+        runs[name] = {"summary": {"steps": res.step,
+                                  **{k: final[k] for k in SUMMARY_KEYS if k in final}},
+                      "figures": [str(plot_training(res.history, out_dir / name /
+                                                    "training.png", title=title))],
+                      "model": str(model_dir), "history": res.history}
+    off, on = runs["dpo"], runs["pdpo"]
     first = on["history"][0].get("oracle/reward") if on["history"] else None
-    lab = run_experiment(parser.parse_args([     # the exact bandit lab, --quick (seconds)
-        "prefopt", "experiment", "bandit", "--quick", "--seed", str(args.seed),
-        "--out", str(out_dir / "bandit")]))["losses"]
+    lab = bandit.run(bandit.Config(**bandit.QUICK), out_dir / "bandit", seed=args.seed,
+                     device=device)["losses"]          # the exact bandit lab, quick (seconds)
     return {"summary": {"dpo_reward_accuracy": off["summary"].get("rewards/accuracies"),
                         "dpo_reward_margin": off["summary"].get("rewards/margins"),
                         "pdpo_oracle_reward_first": first,
@@ -276,4 +298,5 @@ def register_experiments(psub: argparse._SubParsersAction) -> None:
                            help="reuse finished runs in OUT and continue unfinished ones")
         add_config_args(p, mod.Config)
         add_common_args(p)
-        p.set_defaults(run=run_experiment)
+        p.set_defaults(run=run_experiment,
+                       outputs=(folder("out", recognise=getattr(mod, "OUTPUTS", ())),))

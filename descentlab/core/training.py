@@ -396,15 +396,19 @@ def _show(v: Any) -> str:
     return str(v)
 
 
+_UNRECORDED = "(not recorded)"
+
+
 def compare_settings(saved: dict[str, Any], now: dict[str, Any], step: int, *,
-                     extend: bool = False) -> None:
+                     extend: bool = False, strict: bool = True) -> None:
     """InputError (``where="resume"``) naming the first setting of ``now`` that differs from
-    the checkpoint's ``saved`` (``loss differs: checkpoint ipo, now simpo``). ``extend``:
+    the checkpoint's ``saved`` (``loss differs: checkpoint ipo, now simpo``); with
+    ``strict`` a setting the checkpoint does not record differs too. ``extend``:
     ``max_steps`` may differ, not below the checkpoint's ``step``."""
     for k, v in now.items():
-        if k not in saved:
+        if k not in saved and not strict:
             continue
-        was = saved[k]
+        was = saved.get(k, _UNRECORDED)
         if k == "max_steps" and extend:
             if v < step:
                 raise InputError(f"max_steps {v} is below the checkpoint's step {step}",
@@ -423,7 +427,8 @@ def check_resume(out_dir: str | os.PathLike, settings: dict[str, Any], *,
     """Before any work: the step of ``out_dir``'s checkpoint, after :func:`compare_settings`
     against ``settings`` (from :func:`run_settings`). No checkpoint: InputError."""
     state = _load_checkpoint(Path(out_dir) / CHECKPOINT)
-    compare_settings(_saved_settings(state), settings, state["step"], extend=extend)
+    compare_settings(_saved_settings(state), settings, state["step"], extend=extend,
+                     strict="settings" in state)
     return int(state["step"])
 
 
@@ -519,7 +524,8 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
     current = run_settings(config, acc, settings)
     if resume:      # before any work: the checkpoint must be this run's
         state = _load_checkpoint(ckpt_path, mmap=False)
-        compare_settings(_saved_settings(state), current, state["step"], extend=extend)
+        compare_settings(_saved_settings(state), current, state["step"], extend=extend,
+                         strict="settings" in state)
     if out is not None and acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 

@@ -13,7 +13,7 @@ The model sees ``input_ids`` (prompt and response concatenated, padded on either
   head work is spent on prompt or padding positions. Used when the model exposes a plain
   linear LM head (``get_output_embeddings``) and a backbone (``base_model``) and applies no
   logit scaling / soft-capping; otherwise it falls back to the second route.
-* :func:`sequence_logprobs`: the model's own forward with ``logits_to_keep`` (LM head only
+* :func:`sequence_logps`: the model's own forward with ``logits_to_keep`` (LM head only
   from the first scored position on), then :class:`_TokenLogProb` — ``logit[label] −
   logsumexp(logits)`` in float32 one sequence chunk at a time, softmax recomputed chunk by
   chunk in backward.
@@ -255,7 +255,7 @@ class SequenceScorer(torch.nn.Module):
     model's (state-dict keys prefixed ``model.``).
 
     ``fused=True`` (default) uses the backbone + :func:`fused_head_logprobs` route when
-    :func:`split_lm_head` allows it, else :func:`sequence_logprobs`.
+    :func:`split_lm_head` allows it, else :func:`sequence_logps`.
     """
 
     def __init__(self, model: torch.nn.Module, fused: bool = True):
@@ -272,7 +272,7 @@ class SequenceScorer(torch.nn.Module):
                response_mask: Tensor) -> SequenceLogps:
         parts = split_lm_head(self.model) if self.fused else None
         if parts is None:
-            return sequence_logprobs(self.model, input_ids, attention_mask, response_mask)
+            return sequence_logps(self.model, input_ids, attention_mask, response_mask)
         backbone, head = parts
         label_mask = response_mask[:, 1:].bool() & attention_mask[:, 1:].bool()  # (B, T-1)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
@@ -287,8 +287,8 @@ class SequenceScorer(torch.nn.Module):
         return SequenceLogps(total, total / n.clamp(min=1).to(total.dtype), n)
 
 
-def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                      response_mask: Tensor, *, use_logits_to_keep: bool = True) -> SequenceLogps:
+def sequence_logps(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                   response_mask: Tensor, *, use_logits_to_keep: bool = True) -> SequenceLogps:
     """log π(response | prompt) per row of a padded batch.
 
     Args:
@@ -319,3 +319,6 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask:
     logits = logits[:, : T - 1 - keep_from]                            # drop the last position
     lp = token_logprobs(logits, labels[:, keep_from:])                 # (B, T-1-keep_from)
     return masked_sums(lp, label_mask[:, keep_from:])
+
+
+sequence_logprobs = sequence_logps   # the former name (descentlab/rag still imports it)

@@ -1,1 +1,43 @@
-"""SPEC parts C and D: preference optimisation (generalised DPO, the proper on-policy loss)."""
+"""Preference optimisation (SPEC parts C–D): the DPO family, the proper on-policy loss.
+
+The public API — what the CLI, the demo and the benchmarks call::
+
+    from descentlab.lm import build_tiny
+    from descentlab.preference import load_pairs, train
+    rows = load_pairs("pairs.jsonl")                  # TRL rows: prompt / chosen / rejected
+    model, tok = build_tiny([t for r in rows for t in (r["prompt"], r["chosen"])])
+    res = train(model, tok, rows, loss="dpo", preset="tiny", max_steps=20)
+    res.model, res.history[-1]["rewards/accuracies"]  # the Hugging Face model, TRL metrics
+
+    from descentlab.preference import Logps, preference_loss
+    losses, metrics = preference_loss("ipo", Logps(pc, pr, rc, rr, lc, lr))  # tensors only
+
+Modules: losses (the LOSSES registry), data (loading, tokenizing, collation), offline and
+onpolicy (the trainers on :mod:`descentlab.core.training`), api (``train``), oracles
+(rewards and labels), viz, experiments (the bandit and length labs).
+"""
+
+import importlib
+
+# name -> module: imported on first use (PEP 562), so `import descentlab.preference` (and
+# the CLI's --help) stays cheap and torch loads only when something is used.
+_EXPORTS = {
+    "train": "api",
+    "load_pairs": "data", "synthetic_pairs": "data", "tokenize_pairs": "data",
+    "TokenizedPairs": "data", "TruncationReport": "data", "TRUNCATIONS": "data",
+    "LOSSES": "losses", "Logps": "losses", "LossParams": "losses", "LossTerms": "losses",
+    "preference_loss": "losses",
+    "PRESETS": "offline", "PrefConfig": "offline", "PrefTrainConfig": "offline",
+    "PrefTrainResult": "offline",
+    "OnPolicyConfig": "onpolicy",
+    "LABELERS": "oracles", "load_reward": "oracles",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'descentlab.preference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"descentlab.preference.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

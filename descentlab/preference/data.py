@@ -153,8 +153,9 @@ def require_chat_template(tokenizer) -> None:
     template (a base model), naming both fixes."""
     if not getattr(tokenizer, "chat_template", None):
         raise InputError("conversational data needs a chat template, and this tokenizer has "
-                         "none (a base model?): pass --chat-template FILE, or use plain-text "
-                         "rows (prompt/chosen/rejected as strings)", where="model")
+                         "none (a base model?): give one (a Jinja file or template text), or "
+                         "use plain-text rows (prompt/chosen/rejected as strings)",
+                         where="chat_template")
 
 
 def _chat_ids(tokenizer, messages: list[dict], gen: bool) -> list[int]:

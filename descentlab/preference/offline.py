@@ -5,32 +5,25 @@ and rejected responses of a batch in one forward of a :class:`SequenceScorer` (f
 head on the response tokens only), reads the reference log-probs, and applies a loss from
 :data:`descentlab.preference.losses.LOSSES`.
 
-Reference log-probs (``ref="precomputed"``, the default) are computed once, before
-training, and cached on disk under a key of (reference model, tokenized data, precision):
-the reference model is never held in memory during training, and a rerun or ``--resume``
-reuses the file. ``ref="live"`` keeps a frozen reference (or, with LoRA, the base model
-with adapters disabled) and scores every batch with it.
+Reference log-probs come from :mod:`descentlab.preference.reference` (precomputed once and
+cached on disk by default, or scored live). Also here: the configs the preference trainers
+add to the loop (:class:`PrefConfig`, :class:`PrefTrainConfig`, :data:`PRESETS`), fitting
+``max_length`` to the model's context, and what a resume compares (:func:`resume_settings`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import hashlib
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
-from descentlab.core.io import atomic_write
-from descentlab.core.progress import progress
 from descentlab.core.training import (
     TrainConfig,
     TrainResult,
@@ -51,6 +44,12 @@ from descentlab.preference.data import (
     tokenize_pairs,
 )
 from descentlab.preference.losses import LOSSES, Logps, LossParams, needs_reference, preference_loss
+from descentlab.preference.reference import (
+    cached_reference_logps,
+    model_fingerprint,
+    reference_cache,
+    reference_scorer,
+)
 
 
 @dataclass
@@ -90,8 +89,9 @@ class PrefConfig:
                       "or a live reference model scoring every batch",
                       choices=("precomputed", "live"))
     ref_model: str | None = option(None, "reference model folder (default: the initial policy)")
-    max_length: int = option(512, "max tokens of prompt + response (capped at the model's "
-                             "context)", min=2)
+    max_length: int | None = option(None, "max tokens of prompt + response (default: 512, or "
+                                    "the model's context when shorter; a larger value is "
+                                    "capped at the context, with a warning)", min=2)
     truncation: str = option("drop", "fitting max_length: drop rows whose prompt fills it and "
                              "cut responses' ends (TRL's DPOTrainer), or keep_end: cut the "
                              "prompt's start to max_prompt_length, then responses' ends",
@@ -102,7 +102,7 @@ class PrefConfig:
     chat_template: str | None = option(None, "chat template for conversational data when the "
                                        "tokenizer has none: a Jinja file or template text")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in "
-                                          "backward (less memory, ~30% more compute)")
+                                          "backward (less memory, about a third more compute)")
     lora_r: int = option(0, "LoRA rank (0 = train all weights)", min=0)
     lora_alpha: float = option(16.0, "LoRA alpha", gt=0)
     lora_dropout: float = option(0.0, "LoRA dropout", min=0, max=1)
@@ -116,15 +116,28 @@ class PrefConfig:
         check_config(self)
 
 
+#: ``max_length`` when none is given (and the model's context is not shorter).
+DEFAULT_MAX_LENGTH = 512
+
+
 def fit_context(model: torch.nn.Module, pref: PrefConfig, reserve: int = 0
                 ) -> tuple[PrefConfig, int | None]:
-    """``(pref, context)``: ``pref`` with ``max_length`` capped at the model's context
-    (:func:`~descentlab.lm.tiny.context_length`) less ``reserve`` positions (tokens sampled
-    on-policy), with a ``UserWarning`` saying so; ``context`` None when unknown."""
+    """``(pref, context)``: ``pref`` with ``max_length`` resolved and capped at the model's
+    context (:func:`~descentlab.lm.tiny.context_length`) less ``reserve`` positions (tokens
+    sampled on-policy): None becomes :data:`DEFAULT_MAX_LENGTH` or the room in the context
+    if smaller; a larger explicit value is capped with a ``UserWarning`` saying so.
+    ``context``: None when the model's config names none."""
     context = context_length(model)
-    if context is None or pref.max_length + reserve <= context:
+    room = None if context is None else context - reserve
+    if pref.max_length is None:
+        length = DEFAULT_MAX_LENGTH if room is None else min(DEFAULT_MAX_LENGTH, room)
+        pref = dataclasses.replace(pref, max_length=length)
+    if room is None or pref.max_length <= room:
+        if pref.max_length < 2:
+            raise InputError(f"the model's context ({context} positions) leaves no room for a "
+                             f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
         return pref, context
-    if context - reserve < 2:
+    if room < 2:
         raise InputError(f"the model's context ({context} positions) leaves no room for a "
                          f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
     warnings.warn(f"max_length {pref.max_length} exceeds the model's context ({context} "
@@ -176,98 +189,6 @@ def apply_lora(model: torch.nn.Module, cfg: PrefConfig) -> torch.nn.Module:
         raise InputError(f"LoRA: {str(e).splitlines()[0]}", where="lora_targets") from None
 
 
-def model_fingerprint(model: torch.nn.Module, source: str | os.PathLike | None = None) -> str:
-    """Identity of a reference model for the cache key.
-
-    A local folder: its resolved path and its files' sizes and mtimes (no hashing of GBs); a
-    file (``.gguf``): its resolved path, size and mtime. An in-memory model (``tiny``): sha256
-    of every parameter and buffer.
-    """
-    h = hashlib.sha256()
-    if source is not None and Path(source).is_file():
-        st = Path(source).stat()
-        h.update(f"{Path(source).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    elif source is not None and Path(source).is_dir():
-        root = Path(source).resolve()
-        h.update(str(root).encode())
-        for f in sorted(root.iterdir()):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    else:
-        for name, t in model.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                     if t.numel() else b"")
-    return h.hexdigest()
-
-
-@torch.no_grad()
-def compute_reference_logps(scorer: SequenceScorer, pairs: TokenizedPairs, indices: list[int],
-                            pad_id: int, device: torch.device, batch_size: int = 16,
-                            autocast: Callable | None = None,
-                            desc: str = "reference") -> torch.Tensor:
-    """``(len(indices), 2)`` float32 sequence log-probs (chosen, rejected), eval mode.
-
-    ``autocast``: a factory of the autocast context (e.g. ``accelerator.autocast``).
-    """
-    was_training = scorer.training
-    scorer.eval()
-    out = []
-    autocast = autocast or contextlib.nullcontext
-    for s in progress(range(0, len(indices), batch_size), desc=desc):
-        idx = indices[s:s + batch_size]
-        b = collate_pairs(pairs, idx, pad_id)
-        with autocast():
-            lp = scorer(b["input_ids"].to(device), b["attention_mask"].to(device),
-                        b["response_mask"].to(device)).sum.float().cpu()
-        out.append(torch.stack([lp[:len(idx)], lp[len(idx):]], 1))    # (b, 2)
-    scorer.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 2)
-
-
-def cached_reference_logps(ref_model: torch.nn.Module, pairs: TokenizedPairs, pad_id: int, *,
-                           accelerator, cache_dir: str | os.PathLike | None,
-                           source: Any = None, batch_size: int = 16, fused: bool = True,
-                           fingerprint: str | None = None) -> torch.Tensor:
-    """``(N, 2)`` reference log-probs: read from the cache or computed (sharded over the
-    processes, gathered) and written atomically by the main process (``cache_dir=None``:
-    computed, not cached).
-
-    Key: sha256 of (model fingerprint — ``fingerprint`` when the caller has it —, token-id
-    fingerprint, precision, head route).
-    """
-    from accelerate.utils import broadcast_object_list, gather_object
-
-    key = [None]
-    if cache_dir is not None and accelerator.is_main_process:
-        key[0] = hashlib.sha256("|".join([
-            fingerprint or model_fingerprint(ref_model, source), pairs.fingerprint(),
-            str(accelerator.mixed_precision), str(next(ref_model.parameters()).dtype),
-            "fused" if fused else "logits"]).encode()).hexdigest()
-    if cache_dir is not None and accelerator.num_processes > 1:
-        broadcast_object_list(key, from_process=0)
-    path = Path(cache_dir) / f"ref-{key[0][:20]}.pt" if cache_dir is not None else None
-    if path is not None and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("key") == key[0] and saved["logps"].shape == (len(pairs), 2):
-            return saved["logps"]
-    device = accelerator.device
-    ref_model.to(device)
-    mine = list(range(accelerator.process_index, len(pairs), accelerator.num_processes))
-    lp = compute_reference_logps(SequenceScorer(ref_model, fused), pairs, mine, pad_id, device,
-                                 batch_size, accelerator.autocast)
-    parts = gather_object([(mine, lp)]) if accelerator.num_processes > 1 else [(mine, lp)]
-    full = torch.zeros(len(pairs), 2)
-    for idx, vals in parts:
-        full[torch.tensor(idx, dtype=torch.long)] = vals
-    if path is not None and accelerator.is_main_process:
-        with atomic_write(path, "wb") as f:
-            torch.save({"key": key[0], "logps": full}, f)
-    accelerator.wait_for_everyone()
-    return full
-
-
 def split_logps(out, ref: torch.Tensor | None, B: int) -> Logps:
     """A :class:`Logps` from a concatenated (chosen rows, then rejected rows) result."""
     n = out.n_tokens
@@ -294,31 +215,6 @@ def make_loss_fn(loss: str, params: LossParams,
                 metrics[k] = v.float().mean()
         return losses.mean(), metrics
     return loss_fn
-
-
-def reference_scorer(model: torch.nn.Module, ref_model: torch.nn.Module | None,
-                     fused: bool, device: torch.device,
-                     autocast: Callable) -> Callable[[dict], torch.Tensor]:
-    """``live_ref(batch) -> (2B,)`` under no_grad: a frozen copy / the given reference, or the
-    base model with adapters disabled when ``model`` is a peft model. ``autocast``: a factory
-    of the autocast context."""
-    if ref_model is None and hasattr(model, "disable_adapter"):
-        scorer = SequenceScorer(model, fused)
-
-        def live(batch):
-            with torch.no_grad(), model.disable_adapter(), autocast():
-                return scorer(batch["input_ids"], batch["attention_mask"],
-                              batch["response_mask"]).sum.float()
-        return live
-    ref = ref_model if ref_model is not None else copy.deepcopy(model)
-    ref = ref.to(device).eval().requires_grad_(False)
-    scorer = SequenceScorer(ref, fused)
-
-    def live(batch):
-        with torch.no_grad(), autocast():
-            return scorer(batch["input_ids"], batch["attention_mask"],
-                          batch["response_mask"]).sum.float()
-    return live
 
 
 @dataclass
@@ -403,14 +299,6 @@ def held_out_eval(model, tokenizer, eval_rows: list[dict] | None, *, pref: PrefC
         fused=pref.fused_head, fingerprint=None if ref_model is not None else fingerprint)
     return (make_eval_fn(pairs, ref, pref.loss, params, tokenizer.pad_token_id, accelerator,
                          2 * train_cfg.batch_size), pairs.truncation)
-
-
-def reference_cache(pref: PrefConfig, out_dir: str | os.PathLike | None) -> Path | None:
-    """Where reference log-probs are cached: ``pref.cache_dir``, else ``OUT/ref_cache``,
-    else (no output folder) nowhere."""
-    if pref.cache_dir:
-        return Path(pref.cache_dir)
-    return Path(out_dir) / "ref_cache" if out_dir is not None else None
 
 
 def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, params: LossParams,

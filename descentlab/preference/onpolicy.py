@@ -16,20 +16,30 @@ come from π itself: keep ``temperature=1`` and ``top_k=0`` (the defaults).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from descentlab.core.config import option
-from descentlab.core.errors import InputError
-from descentlab.core.training import BatchContext, EpochSampler, TrainConfig, train
+from descentlab.core.config import check_config, option
+from descentlab.core.training import (
+    BatchContext,
+    TrainConfig,
+    check_resume,
+    indexed_batches,
+    run_settings,
+    train,
+)
 from descentlab.lm.logprobs import SequenceScorer, no_cudnn_attention
 from descentlab.preference.data import (
     TokenizedPairs,
     collate_pairs,
+    collate_sequences,
     require_chat_template,
     tokenize_prompt,
 )
@@ -38,12 +48,14 @@ from descentlab.preference.offline import (
     PrefConfig,
     PrefTrainResult,
     apply_lora,
+    fit_context,
     held_out_eval,
     make_loss_fn,
     prepare_model,
-    reference_scorer,
+    resume_settings,
 )
-from descentlab.preference.oracles import LABELERS, RewardFn, label, score
+from descentlab.preference.oracles import LABELERS, RewardFn, check_reward, label, score
+from descentlab.preference.reference import model_fingerprint, reference_scorer
 
 
 @dataclass
@@ -54,21 +66,16 @@ class OnPolicyConfig:
                          "preference oracle: module:function(prompts, responses) -> rewards, "
                          "or a local reward-model folder")
     labels: str = option("deterministic", "how rewards become labels: higher wins, or "
-                         "Bradley-Terry sampled", choices=tuple(LABELERS))
-    bt_temperature: float = option(1.0, "Bradley-Terry temperature τ: P(y≻y') = σ((r−r')/τ)")
-    max_new_tokens: int = option(12, "tokens sampled per response")
-    temperature: float = option(1.0, "sampling temperature (1 = sample from π itself)")
-    top_k: int = option(0, "sample from the top-k tokens only (0 = all, as J_PDPO assumes)")
+                         "Bradley-Terry sampled", choices=LABELERS)
+    bt_temperature: float = option(1.0, "Bradley-Terry temperature τ: P(y≻y') = σ((r−r')/τ)",
+                                   gt=0)
+    max_new_tokens: int = option(12, "tokens sampled per response", min=1)
+    temperature: float = option(1.0, "sampling temperature (1 = sample from π itself)", gt=0)
+    top_k: int = option(0, "sample from the top-k tokens only (0 = all, as J_PDPO assumes)",
+                        min=0)
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise InputError("must be >= 1", where="--max-new-tokens")
-        if not self.temperature > 0:
-            raise InputError("must be > 0", where="--temperature")
-        if not self.bt_temperature > 0:
-            raise InputError("must be > 0", where="--bt-temperature")
-        if self.labels not in LABELERS:
-            raise InputError(f"unknown labeler {self.labels!r}", where="--labels")
+        check_config(self)
 
 
 def _seed(*parts: int) -> int:
@@ -105,12 +112,8 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
     the sequences whose probability the sampler used.
     """
     pad = tokenizer.pad_token_id
-    B, P = len(prompt_ids), max(len(p) for p in prompt_ids)
-    ids = torch.full((B, P), pad, dtype=torch.long)
-    attn = torch.zeros((B, P), dtype=torch.long)
-    for i, p in enumerate(prompt_ids):
-        ids[i, P - len(p):] = torch.tensor(p)
-        attn[i, P - len(p):] = 1
+    enc = collate_sequences(prompt_ids, [[] for _ in prompt_ids], pad, padding_side="left")
+    ids, attn, P = enc["input_ids"], enc["attention_mask"], enc["input_ids"].shape[1]
     was_training = model.training
     model.eval()
     devices = [device] if device.type == "cuda" else []
@@ -138,13 +141,8 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
     prompt_ids = [tokenize_prompt(tokenizer, p)[-max_prompt_length:] for p in prompts]
     prompt_text = [p if isinstance(p, str) else tokenizer.decode(ids)
                    for p, ids in zip(prompts, prompt_ids)]
-    samplers: dict[tuple, EpochSampler] = {}
 
-    def batch_fn(step: int, micro: int, ctx: BatchContext) -> dict:
-        key = (ctx.batch_size, ctx.grad_accum, ctx.world_size)
-        if key not in samplers:
-            samplers[key] = EpochSampler(len(prompt_ids), *key, seed=ctx.seed)
-        idx = samplers[key].indices(step, micro, ctx.rank)
+    def make_batch(idx: list[int], step: int, micro: int, ctx: BatchContext) -> dict:
         seed = _seed(ctx.seed, step, micro, ctx.rank)
         model = ctx.model.model if isinstance(ctx.model, SequenceScorer) else ctx.model
         t0 = time.perf_counter()
@@ -172,15 +170,26 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
         batch["oracle/reward_rejected"] = torch.where(a_wins, rb, ra)
         return batch
 
+    batch_fn = indexed_batches(len(prompt_ids), make_batch, with_context=True)
     batch_fn.stats = {"seconds": 0.0, "tokens": 0}    # generate() time and sampled tokens
     return batch_fn
 
 
+def prompts_fingerprint(tokenizer, prompts: list) -> str:
+    """sha256 of the prompts' token ids (the on-policy data, for resume)."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(torch.tensor(tokenize_prompt(tokenizer, p), dtype=torch.int64).numpy().tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
 def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params: LossParams,
-                   onp: OnPolicyConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike,
-                   accelerator, reward: RewardFn, ref_model=None, resume: bool = False,
-                   stop_at_step: int | None = None, on_step: Callable | None = None,
-                   eval_rows: list[dict] | None = None,
+                   onp: OnPolicyConfig, train_cfg: TrainConfig,
+                   out_dir: str | os.PathLike | None, accelerator, reward: RewardFn,
+                   ref_model=None, resume: bool = False, extend: bool = False,
+                   settings: dict[str, Any] | None = None, stop_at_step: int | None = None,
+                   on_step: Callable | None = None, eval_rows: list[dict] | None = None,
                    model_source=None) -> PrefTrainResult:
     """Optimise ``pref.loss`` (normally ``pdpo``) on freshly sampled, oracle-labelled pairs.
 
@@ -188,25 +197,38 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     ``ref_model``, or — with LoRA — the base model with adapters disabled. ``eval_rows``:
     held-out preference pairs scored on the eval schedule, as in
     :func:`~descentlab.preference.offline.train_offline` (``pdpo`` is scored as ``dpo_bg``).
+    ``reward`` is tried on the first prompt before any work (:func:`~descentlab.preference.
+    oracles.check_reward`). Prompts keep their last ``max_prompt_length`` (default
+    ``max_length // 2``) tokens, capped so that prompt + ``max_new_tokens`` fit the model.
+    ``settings`` (the caller's, e.g. the reward's name) join :func:`resume_settings`.
     """
     model = prepare_model(model, tokenizer, pref)
     if prompts and isinstance(prompts[0], list):
         require_chat_template(tokenizer)
+    pref, context = fit_context(model, pref, reserve=onp.max_new_tokens)
+    max_prompt = min(pref.max_prompt_length or pref.max_length // 2, pref.max_length)
+    check_reward(reward, prompts[0] if prompts and isinstance(prompts[0], str) else "")
+    fp = model_fingerprint(model, model_source) if out_dir is not None else None
+    every = resume_settings(pref, params, prompts_fingerprint(tokenizer, prompts), fp or "",
+                            {**dataclasses.asdict(onp), **(settings or {})})
+    if resume:
+        check_resume(out_dir, run_settings(train_cfg, accelerator, every), extend=extend)
     eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
                                          train_cfg=train_cfg, out_dir=out_dir,
                                          accelerator=accelerator, ref_model=ref_model,
-                                         source=model_source)
+                                         source=model_source, fingerprint=fp)
     model = apply_lora(model, pref)
     live_ref = None
     if needs_reference(pref.loss, params):
         live_ref = reference_scorer(model, ref_model, pref.fused_head, accelerator.device,
                                     accelerator.autocast)
-    max_prompt = pref.max_prompt_length or pref.max_length // 2
     batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, max_prompt)
     scorer = SequenceScorer(model, pref.fused_head)
     res = train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
-                resume=resume, accelerator=accelerator, stop_at_step=stop_at_step,
-                desc=f"prefopt on-policy {pref.loss}", on_step=on_step, eval_fn=eval_fn)
-    return PrefTrainResult(**vars(res), eval_truncation=eval_report,
+                resume=resume, extend=extend, settings=every, accelerator=accelerator,
+                stop_at_step=stop_at_step, desc=f"prefopt on-policy {pref.loss}",
+                on_step=on_step, eval_fn=eval_fn)
+    return PrefTrainResult(**{**vars(res), "model": res.model.model}, max_length=pref.max_length,
+                           context=context, eval_truncation=eval_report,
                            sample_seconds=batch_fn.stats["seconds"],
                            sample_tokens=batch_fn.stats["tokens"])

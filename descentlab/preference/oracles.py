@@ -12,6 +12,7 @@ y ≻ y' with probability σ((r − r')/τ)).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -80,31 +81,62 @@ class RewardModel:
         return out
 
 
+def _takes_two_lists(fn: Callable) -> bool | None:
+    """Whether ``fn(prompts, responses)`` binds (None when Python cannot tell: a builtin)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(["prompt"], ["response"])
+    except TypeError:
+        return False
+    return True
+
+
 def load_reward(spec: str, device: torch.device | str = "cpu") -> RewardFn:
-    """A reward from ``module:function`` or a reward-model folder; bad specs -> InputError."""
+    """A reward from ``module:function`` or a reward-model folder; a bad spec (not
+    importable, not callable, not callable as ``fn(prompts, responses)``) -> InputError
+    (``where="reward"``), before any work."""
     if Path(spec).is_dir():
         return RewardModel(spec, device)
     if ":" not in spec:
-        raise InputError("expected module:function or a reward-model folder", where=f"--reward {spec}")
+        raise InputError(f"expected module:function or a reward-model folder, got {spec!r}",
+                         where="reward")
     module, _, name = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"cannot import: {e}", where=f"--reward {spec}") from None
+    except (ImportError, AttributeError, ValueError) as e:
+        raise InputError(f"cannot import {spec!r}: {e}", where="reward") from None
     if not callable(fn):
-        raise InputError("not callable", where=f"--reward {spec}")
+        raise InputError(f"{spec!r} is not callable", where="reward")
+    if _takes_two_lists(fn) is False:
+        raise InputError(f"{spec!r} cannot be called as fn(prompts, responses) "
+                         f"(its signature is {inspect.signature(fn)})", where="reward")
     return fn
 
 
 def score(reward: RewardFn, prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
-    """``(n,)`` float32 rewards; a wrong count or non-finite value is an InputError."""
-    r = torch.as_tensor(list(reward(prompts, responses)), dtype=torch.float32)
+    """``(n,)`` float32 rewards; a reward that raises a TypeError/ValueError, returns a
+    wrong count or a non-finite or non-numeric value is an InputError (``where="reward"``)."""
+    try:
+        r = torch.as_tensor(list(reward(prompts, responses)), dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise InputError(f"the reward failed on {len(responses)} responses: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                         where="reward") from None
     if r.shape != (len(responses),):
         raise InputError(f"reward returned {tuple(r.shape)} values for {len(responses)} "
-                         "responses", where="--reward")
+                         "responses", where="reward")
     if not torch.isfinite(r).all():
-        raise InputError("reward returned a non-finite value", where="--reward")
+        raise InputError("reward returned a non-finite value", where="reward")
     return r
+
+
+def check_reward(reward: RewardFn, prompt: str = "") -> None:
+    """Call ``reward`` once on ``([prompt], ["probe"])`` (before any work): a reward that
+    cannot score is an InputError now, not after minutes of training."""
+    score(reward, [prompt], ["probe"])
 
 
 # Labelers: (r_a (B,), r_b (B,), temperature, generator) -> a_wins (B,) bool ---------------
@@ -132,6 +164,6 @@ def label(ra: Tensor, rb: Tensor, mode: str = "deterministic", temperature: floa
     """``(B,)`` bool: True where sample a is preferred over sample b."""
     if mode not in LABELERS:
         raise InputError(f"unknown labeler {mode!r}; choose from {', '.join(LABELERS)}",
-                         where="--labels")
+                         where="labels")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     return LABELERS[mode](ra.float().cpu(), rb.float().cpu(), temperature, gen)

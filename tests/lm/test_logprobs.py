@@ -6,7 +6,7 @@ import torch
 from descentlab.lm.logprobs import (
     SequenceScorer,
     fused_head_logprobs,
-    sequence_logprobs,
+    sequence_logps,
     token_logprobs,
 )
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
@@ -96,8 +96,8 @@ def test_fused_and_logits_routes_have_equal_gradients():
 def test_logits_to_keep_route_equals_full_logits():
     model, _ = build_tiny(["a b c d e f g h"], TinyLMConfig(n_embd=32))
     batch = _batch([[5, 6, 7, 8, 9], [4, 5, 6]], [[7], [8, 9]], "left")
-    a = sequence_logprobs(model, *batch, use_logits_to_keep=True).sum
-    b = sequence_logprobs(model, *batch, use_logits_to_keep=False).sum
+    a = sequence_logps(model, *batch, use_logits_to_keep=True).sum
+    b = sequence_logps(model, *batch, use_logits_to_keep=False).sum
     assert torch.allclose(a, b, atol=1e-5)
 
 

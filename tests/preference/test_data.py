@@ -54,11 +54,15 @@ def test_datasets_folder_equals_jsonl(tmp_path):
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
     assert load_pairs(tmp_path / "ds") == load_pairs(write(tmp_path / "d.jsonl", rows))
     bad = [dict(r) for r in rows]
-    bad[3]["rejected"] = ""
+    bad[3]["rejected"] = " "
     bad[4]["chosen"] = None
     datasets.Dataset.from_list(bad).save_to_disk(str(tmp_path / "bad"))
-    with pytest.raises(InputError, match=r"row 5: missing field 'chosen'"):
+    with pytest.raises(InputError, match=r"bad row 4: field 'rejected' is empty"):
         load_pairs(tmp_path / "bad")
+    bad[3]["rejected"] = "fine"
+    datasets.Dataset.from_list(bad).save_to_disk(str(tmp_path / "bad2"))
+    with pytest.raises(InputError, match=r"bad2 row 5: missing field 'chosen'"):
+        load_pairs(tmp_path / "bad2")
 
 
 def test_plain_text_tokenization_appends_eos():

@@ -152,7 +152,7 @@ def test_gradnorm_diagnostic_matches_direct_per_example_gradients():
     from descentlab.lm.logprobs import SequenceScorer
     from descentlab.lm.tiny import TinyLMConfig, build_tiny
     from descentlab.preference.data import collate_pairs, row_texts, tokenize_pairs
-    from descentlab.preference.offline import compute_reference_logps
+    from descentlab.preference.reference import compute_reference_logps
 
     cfg = length.Config(n_sft=4, n_train_pairs=6, n_heldout_pairs=2, grad_examples=4)
     rows = length.make_rows(cfg, seed=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import descentlab.preference.offline as offline
+import descentlab.preference.reference as reference
 from descentlab.core.training import make_accelerator
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
 from descentlab.preference.data import row_texts, synthetic_pairs
@@ -41,7 +41,7 @@ def test_resume_bitwise_and_reference_cache_reused(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("reference log-probs recomputed despite the cache")
-    monkeypatch.setattr(offline, "compute_reference_logps", boom)
+    monkeypatch.setattr(reference, "compute_reference_logps", boom)
     done = run(tmp_path / "b", resume=True)
     sa, sb = full.model.state_dict(), done.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -59,7 +59,7 @@ def test_live_reference_equals_precomputed(tmp_path):
 
 def test_lora_trains_adapters_only_and_live_reference_disables_them(tmp_path):
     res = run(tmp_path, steps=4, lora=4, ref="live", beta=0.5)
-    peft_model = res.model.model
+    peft_model = res.model
     base = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=0)[0].state_dict()
     changed = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert changed and all("lora_" in n for n in changed)

@@ -152,7 +152,7 @@ def test_eval_data_is_scored_on_the_eval_schedule_and_matches_a_direct_score(tmp
     x = (b["input_ids"], b["attention_mask"], b["response_mask"])
     init = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=0)[0]
     with torch.no_grad():
-        now = SequenceScorer(res.model.model.eval())(*x)
+        now = SequenceScorer(res.model.eval())(*x)
         ref = SequenceScorer(init.eval())(*x).sum
     dc, dr = now.sum[:8] - ref[:8], now.sum[8:] - ref[8:]
     last = evals[-1]
@@ -179,7 +179,7 @@ def test_cli_eval_data_logged_plotted_and_eval_every_without_data_is_an_error(tm
     capsys.readouterr()
     assert main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--eval-every" in err[0] and "--eval-data" in err[0]
+    assert len(err) == 1 and "--eval-every" in err[0] and "held-out pairs" in err[0]
 
 
 # ---- 4. defaults -----------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_gguf_errors_are_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_model_fingerprint_of_a_file_follows_its_content(tmp_path):
-    from descentlab.preference.offline import model_fingerprint
+    from descentlab.preference.reference import model_fingerprint
 
     f = tmp_path / "m.gguf"
     f.write_bytes(b"one")

@@ -87,6 +87,8 @@ class Config:
                               baseline=self.baseline)
 
 
+OUTPUTS = ("bandit_tabular_curves.png", "bandit_linear_curves.png")  # earlier runs' figures
+
 # --quick: the same lab, smaller and shorter (seconds)
 QUICK: dict = {"prompts": 16, "responses": 8, "pairs_per_prompt": 4, "steps": 150,
                "seeds": 2, "log_every": 10}

@@ -207,7 +207,7 @@ def build_lab(cfg: Config, seed: int, out_dir: Path, device: torch.device,
     from descentlab.lm.logprobs import SequenceScorer
     from descentlab.lm.tiny import TinyLMConfig, build_tiny
     from descentlab.preference.data import row_texts, tokenize_pairs
-    from descentlab.preference.offline import compute_reference_logps
+    from descentlab.preference.reference import compute_reference_logps
 
     rows = make_rows(cfg, seed)
     texts = [r["prompt"] + r["response"] for r in rows["sft"]]
@@ -245,6 +245,7 @@ def build_lab(cfg: Config, seed: int, out_dir: Path, device: torch.device,
 # the terminal table's columns
 TABLE_FIELDS = ("final_expected_reward", "mean_length_delta", "heldout_accuracy",
                 "chosen_logp_delta", "rejected_logp_delta", "kl")
+OUTPUTS = ("lab.json", "length_curves.png")   # mark OUT as an earlier run of this lab
 RESUMABLE = True       # run() takes resume=: reuse π₀ and finished runs, continue the rest
 FINAL_FIELDS = ("final_expected_reward", "reward_delta", "mean_length_delta",
                 "final_mean_length", "heldout_accuracy", "chosen_logp_delta",
@@ -263,8 +264,9 @@ def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
     from descentlab.core.training import TrainConfig, indexed_batches, train
     from descentlab.lm.logprobs import SequenceScorer
     from descentlab.preference.data import collate_pairs
-    from descentlab.preference.offline import make_loss_fn, reference_scorer
+    from descentlab.preference.offline import make_loss_fn
     from descentlab.preference.onpolicy import OnPolicyConfig, make_onpolicy_batch_fn
+    from descentlab.preference.reference import reference_scorer
 
     done = out_dir / "result.json"
     if resume and done.exists():

@@ -55,7 +55,7 @@ def pair_logps(model, lab: Lab, which: str) -> torch.Tensor:
     """``(n, 2)`` log π of (chosen, rejected): ``train`` = the first ``eval_pairs`` training
     pairs, ``heldout`` = every held-out pair."""
     from descentlab.lm.logprobs import SequenceScorer
-    from descentlab.preference.offline import compute_reference_logps
+    from descentlab.preference.reference import compute_reference_logps
 
     pairs = lab.train_pairs if which == "train" else lab.heldout_pairs
     n = min(lab.cfg.eval_pairs, len(pairs)) if which == "train" else len(pairs)
