@@ -9,7 +9,7 @@ config (no download) and per-sequence log-probabilities.
     out.sum, out.mean, out.n_tokens
 """
 
-import importlib
+from descentlab.core.lazy import lazy_exports
 
 # name -> module: imported on first use (PEP 562); torch / transformers load when used.
 _EXPORTS = {
@@ -19,12 +19,4 @@ _EXPORTS = {
     "sequence_logps": "logprobs", "SequenceLogps": "logprobs", "SequenceScorer": "logprobs",
     "token_logprobs": "logprobs",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'descentlab.lm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"descentlab.lm.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

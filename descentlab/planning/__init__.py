@@ -12,7 +12,7 @@ planner (the gradient planner, presets), anyangle and search (references), bench
 (plan-bench), navigation, sensors, mapping, nav_bench (part B).
 """
 
-import importlib
+from descentlab.core.lazy import lazy_exports
 
 # name -> module: imported on first use (PEP 562), so `import descentlab.planning` (and the
 # CLI's --help) stays cheap and torch loads only when a planner is used.
@@ -28,12 +28,4 @@ _EXPORTS = {
     "GridGraph": "potential", "graph_for": "potential", "route_potential": "potential",
     "solve_potential": "potential",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'descentlab.planning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"descentlab.planning.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

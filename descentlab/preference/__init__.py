@@ -17,7 +17,7 @@ onpolicy (the trainers on :mod:`descentlab.core.training`), api (``train``), ora
 (rewards and labels), viz, experiments (the bandit and length labs).
 """
 
-import importlib
+from descentlab.core.lazy import lazy_exports
 
 # name -> module: imported on first use (PEP 562), so `import descentlab.preference` (and
 # the CLI's --help) stays cheap and torch loads only when something is used.
@@ -32,12 +32,4 @@ _EXPORTS = {
     "OnPolicyConfig": "onpolicy",
     "LABELERS": "oracles", "load_reward": "oracles",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'descentlab.preference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"descentlab.preference.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

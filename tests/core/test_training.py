@@ -16,14 +16,6 @@ from descentlab.core.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_lr_schedule_closed_form():
     kw = dict(schedule="cosine", warmup=4, total=14, min_ratio=0.1)
     assert lr_multiplier(0, **kw) == pytest.approx(0.25)

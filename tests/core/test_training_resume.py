@@ -17,7 +17,7 @@ from descentlab.core.training import (
     make_accelerator,
     train,
 )
-from tests.core.test_training import _model, _one_thread, _problem  # noqa: F401 (fixture)
+from tests.core.test_training import _model, _problem
 
 BASE = TrainConfig(lr=1e-2, max_steps=6, batch_size=4, log_every=2, warmup_steps=1, seed=3)
 

@@ -12,14 +12,6 @@ from descentlab.lm.logprobs import (
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_token_logprobs_matches_log_softmax_and_gradcheck():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)

@@ -25,17 +25,6 @@ from descentlab.planning.search import octile_distance
 from descentlab.planning.sensors import RaySensorConfig, make_sensor
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The planner's tensors are small: one thread is fastest (as the CLI does)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_warm_start_shifts_by_one():
     wp = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.5], [3.0, 3.0]])
     out = shift_warm_start(wp, (1, 1))  # the bot moved to the second waypoint
