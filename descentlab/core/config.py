@@ -6,7 +6,7 @@ choice is validated from that one declaration, with errors naming the field
 (``PlannerConfig.lr: must be > 0, got -1``). The CLI builds its flags, choices and help from
 the same fields (``descentlab.cli.options``) and maps a field error back to its flag.
 
-Nothing here knows about argparse: a config is a plain dataclass, usable from a notebook.
+Nothing here knows about the command line: a config is a plain dataclass, usable from a notebook.
 """
 
 from __future__ import annotations
