@@ -73,10 +73,20 @@ def clearance_term(wp: torch.Tensor, field: DistanceField, margin: float,
     """
     a, b = wp[:, :-1], wp[:, 1:]  # (B, T-1, 2)
     fractions = [(k + 1) / (samples + 1) for k in range(samples)]
-    pts = torch.cat([wp] + [(1 - f) * a + f * b for f in fractions], dim=1)
-    d, dgrad = field.value_and_grad(pts)  # (B, P), (B, P, 2)
-    short = torch.relu(margin - d)
-    gq = (-2 * short)[..., None] * dgrad  # (B, P, 2) gradient at each sample
+    pts = torch.cat([wp] + [(1 - f) * a + f * b for f in fractions], dim=1)  # (B, P, 2)
+    if margin + field.error < 0.5:  # the hinge is 0 at points 0.5 from every obstacle:
+        flat = pts.reshape(-1, 2)   # evaluate the field only where an obstacle is that near
+        idx = field.near(flat).nonzero()[:, 0]
+        d_n, g_n = field.value_and_grad(flat[idx])  # (M,), (M, 2)
+        short = torch.zeros(flat.shape[0], dtype=pts.dtype, device=pts.device)
+        short[idx] = torch.relu(margin - d_n)
+        gq = torch.zeros_like(flat)
+        gq[idx] = (-2 * short[idx])[:, None] * g_n
+        short, gq = short.reshape(pts.shape[:-1]), gq.reshape(pts.shape)
+    else:
+        d, dgrad = field.value_and_grad(pts)  # (B, P), (B, P, 2)
+        short = torch.relu(margin - d)
+        gq = (-2 * short)[..., None] * dgrad  # (B, P, 2) gradient at each sample
     t = wp.shape[1]
     grad = gq[:, :t].clone()
     for k, f in enumerate(fractions):

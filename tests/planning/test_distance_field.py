@@ -61,3 +61,25 @@ def test_value_and_grad_is_exact_near_obstacles_and_matches_finite_differences()
         d[:, k] = eps
         fd = (field.value_and_grad(pts + d)[0] - field.value_and_grad(pts - d)[0]) / (2 * eps)
         np.testing.assert_allclose(grad[[0, 2, 3], k].numpy(), fd[[0, 2, 3]].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("upsample,margin", [(2, 0.05), (4, 0.05), (4, 0.3)])
+def test_clearance_skips_only_points_where_the_hinge_is_zero(upsample, margin):
+    # The clearance term evaluates the field only near obstacles; on random maps and paths
+    # (inside obstacles and off the map included) it equals the term evaluated everywhere.
+    import copy
+
+    from descentlab.planning import objective as obj
+
+    g = torch.Generator().manual_seed(0)
+    for seed in range(5):
+        occ = np.random.default_rng(seed).random((15, 12)) < 0.3
+        field = DistanceField(occ, upsample=upsample)
+        everywhere = copy.copy(field)
+        everywhere.error = 1.0  # margin + error >= 0.5: the term evaluates every point
+        wp = torch.rand(3, 20, 2, generator=g) * torch.tensor([17.0, 14.0]) - 1.0
+        value, grad = obj.clearance_term(wp, field, margin, samples=5)
+        ref_value, ref_grad = obj.clearance_term(wp, everywhere, margin, samples=5)
+        assert (ref_value > 0).all()  # the paths do come close to obstacles
+        torch.testing.assert_close(value, ref_value, rtol=0, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-7)
