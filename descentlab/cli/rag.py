@@ -133,7 +133,6 @@ def run_search(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    from descentlab.lm.tiny import save_model_and_tokenizer
     from descentlab.rag import api
     from descentlab.rag.viz import plot_training
 
@@ -148,7 +147,7 @@ def run_train(args: argparse.Namespace) -> dict:
                     train_config=config_from_args(TrainConfig, args), tiny=tiny, index=index,
                     retriever=args.retriever, retrieval_corpus=args.retrieval_corpus,
                     out_dir=out, resume=args.resume, device=args.device, seed=args.seed)
-    model_dir = save_model_and_tokenizer(res.model, res.tokenizer, out / "model")
+    model_dir = res.save(out / "model")
     fig = plot_training(res.history, out / "loss.png",
                         title=f"rag train: {obj.variant}, k={obj.k} ({res.steps} steps)")
     result = {**res.summary(), "model": str(model_dir), "figure": str(fig),

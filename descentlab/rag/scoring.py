@@ -35,7 +35,8 @@ from descentlab.rag.synthetic import Probe
 
 
 def load_probes(path: str | os.PathLike) -> list[Probe]:
-    """Cloze probes from JSONL: ``{prompt, answer, candidates?, entity?}`` per line.
+    """Cloze probes from JSONL: ``{prompt, answer, candidates?, entity?, end?}`` per line
+    (``end``: what follows the answer in the text, "." by default).
 
     ``prompt`` and ``answer`` must be non-empty text; ``candidates`` (optional) a list of
     non-empty texts (the answer is added in front if missing). Bad input raises InputError
@@ -62,8 +63,11 @@ def load_probes(path: str | os.PathLike) -> list[Probe]:
         entity = obj.get("entity") or ""
         if not isinstance(entity, (str, int)):
             raise InputError("field 'entity' must be text", where=where)
+        end = obj.get("end", ".")
+        if not isinstance(end, str):
+            raise InputError("field 'end' must be text", where=where)
         probes.append(Probe(str(entity), "", obj["prompt"], obj["answer"], obj["answer"],
-                            cands))
+                            cands, end))
     if not probes:
         raise InputError("no probes in the file", where=path)
     return probes
@@ -84,22 +88,26 @@ class Reader:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
-    def continuations(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        """``(prompt ids, ids of " value.")`` per ``(prompt, value)``, split so that their
-        concatenation is the tokenization of ``"prompt value."`` (batched)."""
+    def continuations(self, pairs: Sequence[tuple[str, str]], ends: Sequence[str] | None = None,
+                      ) -> list[tuple[list[int], list[int]]]:
+        """``(prompt ids, ids of " value" + end)`` per ``(prompt, value)`` (``end``: "." by
+        default), split so that their concatenation is the tokenization of ``"prompt value"
+        + end`` (batched)."""
+        ends = ends if ends is not None else ["."] * len(pairs)
         prompts = self.encode([p for p, _ in pairs])
-        fulls = self.encode([f"{p} {v}." for p, v in pairs])
+        fulls = self.encode([f"{p} {v}{e}" for (p, v), e in zip(pairs, ends)])
         out = []
-        for (_, v), p, full in zip(pairs, prompts, fulls):
+        for (_, v), e, p, full in zip(pairs, ends, prompts, fulls):
             if full[: len(p)] == p:
                 out.append((p, full[len(p):]))
             else:  # a tokenizer that merges across the boundary: encode the value alone
-                out.append((p, self.encode([f" {v}."])[0]))
+                out.append((p, self.encode([f" {v}{e}"])[0]))
         return out
 
-    def continuation(self, prompt: str, value: str) -> tuple[list[int], list[int]]:
+    def continuation(self, prompt: str, value: str, end: str = ".",
+                     ) -> tuple[list[int], list[int]]:
         """One ``(prompt ids, continuation ids)`` pair (see :meth:`continuations`)."""
-        return self.continuations([(prompt, value)])[0]
+        return self.continuations([(prompt, value)], [end])[0]
 
     def score(self, seqs: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For ``(ids, start)`` pairs: Σ log p of tokens ``ids[start:]`` (N,), their count (N,),
@@ -195,7 +203,8 @@ def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None, *,
     ctxs = reader.contexts(retriever, [p.prompt for p in probes], excl)
     owner = [n for n, p in enumerate(probes) for _ in p.candidates]
     cand = [c for p in probes for c in p.candidates]
-    pairs = reader.continuations([(probes[n].prompt, c) for n, c in zip(owner, cand)])
+    pairs = reader.continuations([(probes[n].prompt, c) for n, c in zip(owner, cand)],
+                                 [probes[n].end for n in owner])
     seqs = [reader.sequence(ctxs[n], prompt_ids, cont)
             for n, (prompt_ids, cont) in zip(owner, pairs)]
     logp, _, greedy = reader.score(seqs)

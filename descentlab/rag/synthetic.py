@@ -172,6 +172,7 @@ class Probe:
     answer: str
     original: str
     candidates: tuple[str, ...]
+    end: str = "."  # what follows the value in the text (scored with it: EM needs it too)
 
 
 def render(person: Person, plan: DocPlan, facts: dict[str, str] | None = None) -> str:

@@ -34,6 +34,13 @@ def ordered_arms(result: dict[str, Any]) -> list[str]:
     return sorted(result["variants"], key=lambda a: order.get(a, len(order)))
 
 
+def _colour(arm: str) -> int:
+    """One colour per arm in every figure: its position in :data:`ARMS`."""
+    from descentlab.rag.experiment import ARMS
+
+    return list(ARMS).index(arm) if arm in ARMS else len(ARMS)
+
+
 def _bars(ax, result: dict[str, Any], keys: Sequence[str], labels: Sequence[str]) -> None:
     """Grouped bars (one group per metric, one bar per arm): mean over seeds, each seed a
     black point on its bar."""
@@ -44,7 +51,8 @@ def _bars(ax, result: dict[str, Any], keys: Sequence[str], labels: Sequence[str]
     for n, arm in enumerate(arms):
         v = result["variants"][arm]
         pos = x + (n - (len(arms) - 1) / 2) * width
-        ax.bar(pos, [v.get(k, np.nan) for k in keys], width, color=colours(n % 10), label=arm)
+        ax.bar(pos, [v.get(k, np.nan) for k in keys], width, color=colours(_colour(arm) % 10),
+               label=arm)
         rows = v.get("per_seed", [])
         for j, k in enumerate(keys):
             vals = [r.get(k) for r in rows if r.get(k) is not None]
@@ -75,10 +83,10 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=7, ncol=3)
     paths.append(save_figure(fig, out / "qa.png"))
 
-    fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.6))
+    fig, (a1, a2) = subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"wspace": 0.4})
     _bars(a1, result, ["ppl_no_retrieval", "ppl_retrieval"], ["no retrieval", "retrieval"])
     a1.set_ylabel("perplexity of retrieval-only docs\n(log scale)")
-    a1.set_yscale("log")
+    _log_axis_with_values(a1)
     _bars(a2, result, ["memorisation_ratio"], ["p_old / (p_old + p_new)"])
     a2.axhline(0.5, color="k", lw=0.8, ls="--")
     a2.set_ylim(0, 1)
@@ -91,6 +99,16 @@ def plot_experiment(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths.append(plot_losses(curves, out / "loss.png", steps=loss_steps(result),
                              title=f"training loss (mean over {n_seeds} seed(s))"))
     return paths
+
+
+def _log_axis_with_values(ax) -> None:
+    """Log y axis with plain tick labels at 1, 2, 5 × 10^n (not only the decades)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def loss_steps(result: dict[str, Any]) -> list[int]:
@@ -108,8 +126,9 @@ def plot_losses(curves: dict[str, Sequence[float]], path: str | Path, *,
     """Loss against optimiser step, one line per name (linear axes, values on both)."""
     fig, ax = subplots(figsize=(6.4, 3.8))
     colours = get_cmap("tab10")
-    for n, (name, ys) in enumerate(curves.items()):
-        ax.plot(steps[: len(ys)], ys, label=name, color=colours(n % 10), marker=".", ms=3)
+    for name, ys in curves.items():
+        ax.plot(steps[: len(ys)], ys, label=name, color=colours(_colour(name) % 10), marker=".",
+                ms=3)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("NLL per suffix token (nats)")
     ax.set_ylim(bottom=0)

@@ -140,16 +140,16 @@ def test_examples_are_deterministic_and_end_with_the_suffix(setup):
 
 
 def test_config_and_length_errors(setup):
-    with pytest.raises(InputError, match="unknown variant"):
+    with pytest.raises(InputError, match="RagObjectiveConfig.variant: unknown value 'nope'"):
         RagObjectiveConfig(variant="nope")
-    with pytest.raises(InputError, match="split-ratio"):
+    with pytest.raises(InputError, match="RagObjectiveConfig.split_ratio: must be < 1"):
         RagObjectiveConfig(split_ratio=1.0)
     assert set(VARIANTS) == {"closed_book", "full", "leave_one_out", "split", "resplit"}
     corpus, trainable, _, tok, idx = setup
     data = RagData(corpus, trainable, tok, idx, RagObjectiveConfig(variant="full", k=2,
                                                                    context_tokens=120),
                    max_length=60)
-    with pytest.raises(InputError, match="context-tokens"):
+    with pytest.raises(InputError, match="lower context_tokens"):
         data.example(0, 0)
     cfg = dataclasses.replace(RagObjectiveConfig(), variant="full")
     with pytest.raises(InputError, match="no trainable"):
