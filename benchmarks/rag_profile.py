@@ -19,8 +19,9 @@ import time
 import numpy as np
 
 from descentlab.core.io import write_json
+from descentlab.core.seeding import torch_threads
 from descentlab.lm.tiny import build_tiny_model, tokenizer_for
-from descentlab.rag.api import cpu_threads, train_model
+from descentlab.rag.api import train_model
 from descentlab.rag.experiment import ARMS, build_world, evaluate_arm, preset_configs
 from descentlab.rag.objective import RagData
 from descentlab.rag.retrieval import build_retriever
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for n, threads in enumerate(args.threads):
         prof = cProfile.Profile() if args.profile and n == len(args.threads) - 1 else None
-        with cpu_threads("cpu", threads or None):
+        with torch_threads("cpu", threads or None):
             model = build_tiny_model(model_cfg, tokenizer, seed=0)
             if prof:
                 prof.enable()

@@ -16,7 +16,7 @@ def _title(block: str) -> str:
 
 def test_the_page_has_an_example_per_wing():
     titles = {_title(b).split()[0] for b in BLOCKS}
-    assert {"Planning", "Preference"} <= titles
+    assert {"Planning", "Preference", "Retrieval-augmented"} <= titles
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[_title(b) for b in BLOCKS])

@@ -160,10 +160,9 @@ def _bench_problems(args):
 
 def run_nav_bench(args: argparse.Namespace) -> dict:
     from descentlab.core.progress import progress
-    from descentlab.core.seeding import resolve_device, seed_everything
+    from descentlab.core.seeding import resolve_device, seed_everything, torch_threads
     from descentlab.core.table import format_table
     from descentlab.planning.nav_bench import BenchSetup, run_groups
-    from descentlab.planning.navigation import torch_threads
 
     if args.n < 1:
         raise InputError(f"must be >= 1, got {args.n}", where="--n")

@@ -19,7 +19,6 @@ estimate thresholded at 0.5 with unseen cells free — the freespace assumption)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -457,22 +456,6 @@ NAV_PRESETS: dict[str, dict] = {
 }
 
 
-@contextlib.contextmanager
-def torch_threads(device, n: int = 1):
-    """One torch thread on CPU while navigating: the planner's tensors are small, and extra
-    threads only contend (about 3x slower with 2 threads on a busy 2-core machine). The
-    previous setting is restored on exit."""
-    import torch
-
-    old = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
              sensor: str | None = None, mapper: str | None = None, planner: str = "gradient",
              nav: NavConfig | None = None, sensor_config=None, mapper_config=None,
@@ -510,6 +493,8 @@ def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
     sensor_obj = make_sensor(sensor or p.get("sensor", DEFAULT_SENSOR), sensor_config)
     mapper_obj = make_mapper(mapper or p.get("mapper", DEFAULT_MAPPER), grid.shape, mapper_config)
     navigator = make_navigator(planner, nav, planner_config, str(device), seed)
+    from descentlab.core.seeding import torch_threads
+
     with torch_threads(device):
         return run_loop(grid.occ, start, goal, sensor_obj, mapper_obj, navigator, nav,
                         rng=np.random.default_rng(seed), optimal=optimal, record=record,

@@ -20,6 +20,7 @@ from typing import Any
 
 from descentlab.core.config import check_config, option
 from descentlab.core.errors import InputError
+from descentlab.core.seeding import torch_threads
 from descentlab.rag.corpus import Corpus, load_corpus
 from descentlab.rag.retrieval import RETRIEVERS, BM25Index, build_retriever, check_index_corpus
 
@@ -41,22 +42,6 @@ def quiet_libraries() -> Iterator[None]:
         if bars:
             hf_logging.enable_progress_bar()
         hf_logging.set_verbosity(level)
-
-
-@contextlib.contextmanager
-def cpu_threads(device: Any, n: int | None) -> Iterator[None]:
-    """``n`` torch threads while on the CPU (restored on exit; None = leave as is). Tiny
-    models are overhead-bound: on a busy 2-core machine 2 threads ran a training step 13x
-    slower than 1 (1.8 s vs 0.14 s, B=16, T=122)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None and torch.device(device).type == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def as_corpus(corpus: Corpus | PathLike) -> Corpus:
@@ -151,7 +136,7 @@ def train(corpus: Corpus | PathLike, *, model: Any = "tiny", tokenizer: Any = No
         full = targets.extended(as_corpus(retrieval_corpus).docs)
     trainable = np.arange(len(full)) < len(targets)
     dev = resolve_device(device)
-    with quiet_libraries(), cpu_threads(dev, threads):
+    with quiet_libraries(), torch_threads(dev, threads):
         if isinstance(model, (str, os.PathLike)):
             model, tokenizer = load_model_and_tokenizer(model, texts=full.texts, tiny=tiny,
                                                         seed=seed)
@@ -258,7 +243,7 @@ def evaluate(model: Any, corpus: Corpus | PathLike | None = None, probes=None, *
     else:
         probe_list = list(probes) if probes is not None else None
     dev = resolve_device(device)
-    with quiet_libraries(), cpu_threads(dev, threads):
+    with quiet_libraries(), torch_threads(dev, threads):
         retr = retriever_for(docs_corpus, idx, cfg.retriever)
         if isinstance(model, (str, os.PathLike)):
             model_obj, tokenizer = load_model_and_tokenizer(model)

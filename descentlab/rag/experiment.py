@@ -265,10 +265,10 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
     """
     import time
 
-    from descentlab.core.seeding import resolve_device
+    from descentlab.core.seeding import resolve_device, torch_threads
     from descentlab.core.training import CHECKPOINT
     from descentlab.lm.tiny import build_tiny_model, tokenizer_for
-    from descentlab.rag.api import cpu_threads, quiet_libraries, train_model
+    from descentlab.rag.api import quiet_libraries, train_model
     from descentlab.rag.retrieval import build_retriever
     from descentlab.rag.scoring import Reader, recall_at_k
 
@@ -281,7 +281,7 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
     steps: list[int] = []
     retrieval_stats = []
     t_start = time.perf_counter()
-    with quiet_libraries(), cpu_threads(dev, threads):
+    with quiet_libraries(), torch_threads(dev, threads):
         for seed in exp.seeds:
             world = build_world(exp, seed)
             tokenizer = tokenizer_for(model_cfg, world.tokenizer_texts())

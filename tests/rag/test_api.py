@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from descentlab.core.errors import InputError
+from descentlab.core.seeding import torch_threads
 from descentlab.rag import (
     BM25Index,
     Corpus,
@@ -20,7 +21,7 @@ from descentlab.rag import (
     search,
     train,
 )
-from descentlab.rag.api import Query, cpu_threads, load_queries, quiet_libraries
+from descentlab.rag.api import Query, load_queries, quiet_libraries
 from descentlab.rag.retrieval import check_index_corpus
 
 WORLD = Corpus([
@@ -127,7 +128,7 @@ def test_library_changes_no_global_state(monkeypatch):
     assert "JAX_PLATFORMS" not in os.environ
     bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     threads = torch.get_num_threads()
-    with quiet_libraries(), cpu_threads("cpu", 1):
+    with quiet_libraries(), torch_threads("cpu", 1):
         assert not hf_logging.is_progress_bar_enabled()
         assert hf_logging.get_verbosity() == hf_logging.ERROR
         assert torch.get_num_threads() == 1
