@@ -289,9 +289,9 @@ def suffix_loss(model, batch: dict) -> tuple[Any, dict]:
 
     ``batch`` from :func:`collate`; prefix, passages and padding carry no loss.
     """
-    from descentlab.lm.logprobs import sequence_logprobs
+    from descentlab.lm.logprobs import sequence_logps
 
-    lp = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"],
+    lp = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
                            batch["response_mask"])
     n = lp.n_tokens.sum().clamp(min=1)
     loss = -lp.sum.sum() / n

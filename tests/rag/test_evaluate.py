@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from descentlab.lm.logprobs import sequence_logprobs
+from descentlab.lm.logprobs import sequence_logps
 from descentlab.lm.tiny import TinyLMConfig, build_tiny
 from descentlab.rag import scoring as ev
 from descentlab.rag.corpus import Corpus, Document
@@ -53,7 +53,7 @@ def test_teacher_forced_em_equals_greedy_decoding(reader):
     assert greedy.tolist() == agree
     assert (count == 3).all()
     batch = collate(seqs, r.tokenizer.pad_token_id)
-    ref = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"],
+    ref = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
                             batch["response_mask"]).sum.detach().numpy()
     assert np.allclose(logp, ref, atol=1e-4)
 
