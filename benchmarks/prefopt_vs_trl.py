@@ -10,8 +10,9 @@ in two configurations: a live reference model, and reference log-probs precomput
   and rejected sequences, from the end of step 1 to the end of the last step: set-up,
   precompute and the first step are excluded) and ``peak_mem_ratio`` = our peak ÷ TRL's.
   Peak memory: on CPU the growth of peak RSS (``VmHWM``, reset through
-  ``/proc/self/clear_refs``) from the moment the model and data are loaded to the end of the
-  last step (trainer set-up, reference copy or precompute, training); on CUDA
+  ``/proc/self/clear_refs``) from the moment the model and data are loaded (weights paged
+  in: safetensors are memory-mapped, so untouched weights are not yet resident) to the end
+  of the last step (trainer set-up, reference copy or precompute, training); on CUDA
   ``torch.cuda.max_memory_allocated``.
 
 Every (framework, configuration) run is its own subprocess, so peaks do not mix. Runs
@@ -25,7 +26,11 @@ alternate ours/TRL and ``--repeats`` > 1 takes the median. Usage::
 model: the policy is the model (dequantised and saved once), the reference for the loss
 check is the model with seeded noise (σ = 1e-3) on every weight, the data are synthetic
 plain-text pairs tokenized by the model's tokenizer (TRL's tokenization: the check says
-whether both sides see the same ids). ``--gradient-checkpointing`` turns it on in both.
+whether both sides see the same ids). ``--gradient-checkpointing`` turns it on in both;
+``--no-selective-recompute`` runs ours without its default selective recomputation
+(``PrefConfig.selective_recompute``). ``--memory-breakdown`` measures only where one
+training step of ours goes (RSS per phase), with nothing recomputed, selective
+recomputation and gradient checkpointing.
 
 Needs ``pip install 'descentlab[bench]'`` (trl).
 """
@@ -141,11 +146,16 @@ def build_real(model_path: str, cfg: dict, folder: Path, seed: int) -> Path:
 
 
 def _load(folder: Path, device: str):
+    import torch
+
     from descentlab.lm.tiny import load_model_and_tokenizer
-    from descentlab.preference.data import load_rows
+    from descentlab.preference.data import load_pairs
 
     model, tok = load_model_and_tokenizer(folder / "policy")
-    return model, tok, load_rows(folder / "data.jsonl")
+    with torch.no_grad():        # safetensors are memory-mapped: page the weights in now, so
+        for p in model.parameters():    # that no run counts them as growth
+            p.add_(0)
+    return model, tok, load_pairs(folder / "data.jsonl")
 
 
 def worker_ours(folder: Path, mode: str, cfg: dict, device: str, out: Path) -> dict:
@@ -161,7 +171,8 @@ def worker_ours(folder: Path, mode: str, cfg: dict, device: str, out: Path) -> d
                            log_every=1, max_grad_norm=1.0, precision=cfg["precision"])
     res = train_offline(model, tok, rows, pref=PrefConfig(loss="dpo", ref=mode,
                         cache_dir=str(out / "cache"),
-                        gradient_checkpointing=cfg.get("gradient_checkpointing", False)),
+                        gradient_checkpointing=cfg.get("gradient_checkpointing", False),
+                        selective_recompute=cfg.get("selective_recompute", "auto")),
                         params=LossParams(beta=BETA),
                         train_cfg=tcfg, out_dir=out, accelerator=acc,
                         on_step=lambda s: meter.step(s == cfg["steps"]))
@@ -210,13 +221,13 @@ def loss_diff(folder: Path, cfg: dict) -> dict:
 
     from descentlab.lm.logprobs import SequenceScorer
     from descentlab.lm.tiny import load_model_and_tokenizer
-    from descentlab.preference.data import collate_pairs, load_rows, tokenize_pairs
+    from descentlab.preference.data import collate_pairs, load_pairs, tokenize_pairs
     from descentlab.preference.losses import LossParams, preference_loss
     from descentlab.preference.offline import split_logps
 
     policy, tok = load_model_and_tokenizer(folder / "policy")
     ref, _ = load_model_and_tokenizer(folder / "other")
-    rows = load_rows(folder / "data.jsonl")[: cfg["batch"]]
+    rows = load_pairs(folder / "data.jsonl")[: cfg["batch"]]
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(output_dir=tmp, per_device_train_batch_size=cfg["batch"], beta=BETA,
                          bf16=False, gradient_checkpointing=False, report_to="none",
@@ -266,7 +277,8 @@ def worker_memory(folder: Path, mode: str, cfg: dict, device: str, out: Path) ->
     pairs = tokenize_pairs(rows, tok, max_length=512, warn=False)
     b = collate_pairs(pairs, list(range(cfg["batch"])), tok.pad_token_id)
     model = prepare_model(model, tok, PrefConfig(
-        gradient_checkpointing=cfg.get("gradient_checkpointing", False))).train()
+        gradient_checkpointing=cfg.get("gradient_checkpointing", False),
+        selective_recompute=cfg.get("selective_recompute", "auto")), device).train()
     scorer = SequenceScorer(model)
     n_params = sum(p.numel() for p in model.parameters())
     res = {"params_mb": n_params * 4 / 2**20, "shape": list(b["input_ids"].shape),
@@ -305,6 +317,7 @@ def run_worker(args, fw: str, mode: str, folder: Path) -> dict:
         cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}"
                 for k in ("steps", "batch", "prompt_words") if getattr(args, k)]
         cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
+        cmd += ["--no-selective-recompute"] if args.no_selective_recompute else []
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"{fw}/{mode} failed:\n{p.stderr[-3000:]}")
@@ -327,13 +340,17 @@ def main() -> None:
                     help="override the config's prompt filler words (sequence length)")
     ap.add_argument("--gradient-checkpointing", action="store_true",
                     help="activation checkpointing in both trainers")
+    ap.add_argument("--no-selective-recompute", action="store_true",
+                    help="ours without selective recomputation (on by default on CPU; before "
+                         "it, nothing was recomputed)")
     ap.add_argument("--modes", default="live,precomputed",
                     help="reference modes to time (comma-separated)")
     ap.add_argument("--memory-breakdown", action="store_true",
-                    help="only measure where one training step's memory goes (ours), without "
-                         "and with gradient checkpointing")
-    ap.add_argument("--memory-modes", default="plain,checkpointing",
-                    help="with --memory-breakdown: plain and/or checkpointing")
+                    help="only measure where one training step's memory goes (ours): nothing "
+                         "recomputed, selective recomputation, gradient checkpointing")
+    ap.add_argument("--memory-modes", default="plain,selective,checkpointing",
+                    help="with --memory-breakdown: any of plain (nothing recomputed), "
+                         "selective, checkpointing")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
@@ -347,6 +364,7 @@ def main() -> None:
     cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch),
                                   ("prompt_words", args.prompt_words)) if v})
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
+    cfg["selective_recompute"] = "off" if args.no_selective_recompute else "auto"
     if args.worker:
         import torch
 
@@ -370,11 +388,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         if args.memory_breakdown:
             result["memory"] = {}
-            for ckpt in [m == "checkpointing" for m in args.memory_modes.split(",")]:
-                args.gradient_checkpointing = ckpt
+            for name in args.memory_modes.split(","):
+                args.gradient_checkpointing = name == "checkpointing"
+                args.no_selective_recompute = name == "plain"
                 r = run_worker(args, "memory", "precomputed", folder)
-                result["memory"]["checkpointing" if ckpt else "plain"] = r
-                print(("checkpointing " if ckpt else "plain         ") + " ".join(
+                result["memory"][name] = r
+                print(f"{name:14s}" + " ".join(
                     f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
             if args.json:
                 Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

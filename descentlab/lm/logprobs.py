@@ -173,7 +173,7 @@ class _FusedHeadLogProb(torch.autograd.Function):
         b = bias.to(cdt) if bias is not None else None
         g_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
         acc = lse.dtype
-        g_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        g_w = None       # float32 accumulator, created by the first chunk's product
         g_b = torch.zeros(V, dtype=acc, device=weight.device) if need_b else None
         grad = grad.to(acc)
         for s in range(0, N, step):
@@ -187,10 +187,17 @@ class _FusedHeadLogProb(torch.autograd.Function):
             dc = d.to(cdt)                                                 # ∂ℓ/∂logits, (n, V)
             if g_h is not None:
                 g_h[s:s + step] = (dc @ w).to(hidden.dtype)
-            if g_w is not None:
-                g_w.add_((dc.t() @ h).to(acc))
+            if need_w:     # accumulate in place: no (V, H) temporary when cdt is float32
+                if g_w is None:
+                    g_w = (dc.t() @ h).to(acc)
+                elif dc.dtype == acc:
+                    g_w.addmm_(dc.t(), h)
+                else:
+                    g_w.add_((dc.t() @ h).to(acc))
             if g_b is not None:
                 g_b.add_(d.sum(0))
+        if need_w and g_w is None:                                         # N == 0
+            g_w = torch.zeros(weight.shape, dtype=acc, device=weight.device)
         return (g_h, g_w.to(weight.dtype) if g_w is not None else None,
                 g_b.to(bias.dtype) if g_b is not None else None, None)
 
@@ -321,4 +328,3 @@ def sequence_logps(model: torch.nn.Module, input_ids: Tensor, attention_mask: Te
     return masked_sums(lp, label_mask[:, keep_from:])
 
 
-sequence_logprobs = sequence_logps   # the former name (descentlab/rag still imports it)

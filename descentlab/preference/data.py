@@ -322,6 +322,43 @@ def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
     return out
 
 
+def fit_prompts(prompts: list[list[int]], *, max_length: int,
+                max_prompt_length: int | None = None, truncation: str = "drop",
+                warn: bool = True) -> tuple[list[list[int]], list[int], TruncationReport]:
+    """Fit prompts alone (on-policy: the responses are sampled later, in room the caller
+    reserves) by the rules of :func:`tokenize_pairs`: ``(kept prompts, their indices,
+    report)``.
+
+    ``drop`` (default, TRL's): a prompt of ``>= max_length`` tokens (or more than
+    ``max_prompt_length``, when given) is dropped. ``keep_end``: a prompt longer than
+    ``max_prompt_length`` (default ``max_length // 2``) keeps its last tokens. The report
+    counts dropped and cut prompts (``rows`` = prompts); with ``warn`` any of them is a
+    ``UserWarning`` with its share. All prompts dropped: InputError.
+    """
+    if truncation not in TRUNCATIONS:
+        raise InputError(f"unknown truncation {truncation!r}; choose from "
+                         f"{', '.join(TRUNCATIONS)}", where="truncation")
+    rep = TruncationReport(truncation, max_length, rows=len(prompts))
+    kept, index = [], []
+    for k, prompt in enumerate(prompts):
+        fitted = TRUNCATIONS[truncation](prompt, [], [], max_length, max_prompt_length)
+        if fitted is None:
+            rep.dropped += 1
+            continue
+        cut = len(fitted[0]) < len(prompt)
+        rep.prompts_cut += cut
+        rep._cut_rows += cut
+        kept.append(fitted[0])
+        index.append(k)
+    if prompts and not kept:
+        raise InputError(f"every prompt was dropped: {rep.line()}; raise max_length or use "
+                         "truncation='keep_end'", where="max_length")
+    if warn and rep.affected:
+        warnings.warn(f"{rep.affected}/{rep.rows} prompts ({rep.affected / rep.rows:.0%}) "
+                      f"dropped or cut: {rep.line()}", UserWarning, stacklevel=2)
+    return kept, index, rep
+
+
 def collate_sequences(prompts: list[list[int]], responses: list[list[int]], pad_id: int,
                       padding_side: str = "right") -> dict[str, torch.Tensor]:
     """``input_ids``, ``attention_mask`` (long) and ``response_mask`` (bool), all ``(N, T)``,
@@ -387,4 +424,3 @@ def synthetic_pairs(n: int, *, seed: int = 0, min_words: int = 2, max_words: int
     return rows
 
 
-load_rows = load_pairs      # the former name (benchmarks/prefopt_vs_trl.py still uses it)

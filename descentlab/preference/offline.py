@@ -34,6 +34,7 @@ from descentlab.core.training import (
     train_option,
 )
 from descentlab.lm.logprobs import SequenceScorer
+from descentlab.lm.recompute import enable_checkpointing, enable_selective_recompute
 from descentlab.lm.tiny import context_length
 from descentlab.preference.data import (
     TRUNCATIONS,
@@ -94,7 +95,8 @@ class PrefConfig:
                                     "capped at the context, with a warning)", min=2)
     truncation: str = option("drop", "fitting max_length: drop rows whose prompt fills it and "
                              "cut responses' ends (TRL's DPOTrainer), or keep_end: cut the "
-                             "prompt's start to max_prompt_length, then responses' ends",
+                             "prompt's start to max_prompt_length, then responses' ends "
+                             "(on-policy prompts always keep_end)",
                              choices=TRUNCATIONS)
     max_prompt_length: int | None = option(None, "max prompt tokens: longer prompts are "
                                            "dropped (drop) or keep their end (keep_end; "
@@ -103,6 +105,14 @@ class PrefConfig:
                                        "tokenizer has none: a Jinja file or template text")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in "
                                           "backward (less memory, about a third more compute)")
+    selective_recompute: str = option("auto", "without gradient_checkpointing: keep only each "
+                                      "block's matmul and attention outputs for backward and "
+                                      "recompute its elementwise ops (norms, activations, "
+                                      "rotary): same gradients, ~20-30 % less activation "
+                                      "memory, a little more compute; auto = on when training "
+                                      "on CPU (not yet timed on GPUs); models without per-block "
+                                      "checkpointing are left as they are",
+                                      choices=("auto", "on", "off"))
     lora_r: int = option(0, "LoRA rank (0 = train all weights)", min=0)
     lora_alpha: float = option(16.0, "LoRA alpha", gt=0)
     lora_dropout: float = option(0.0, "LoRA dropout", min=0, max=1)
@@ -160,17 +170,24 @@ def resume_settings(pref: PrefConfig, params: LossParams, data: str, model: str,
     return out
 
 
-def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig) -> torch.nn.Module:
-    """Apply the model-side options: the chat template and gradient checkpointing (non-
-    reentrant, so frozen inputs and LoRA need no ``enable_input_require_grads``)."""
+def prepare_model(model: torch.nn.Module, tokenizer, cfg: PrefConfig,
+                  device: torch.device | str | None = None) -> torch.nn.Module:
+    """Apply the model-side options: the chat template, and what backward keeps of the
+    forward (:mod:`descentlab.lm.recompute`): full gradient checkpointing (non-reentrant, so
+    frozen inputs and LoRA need no ``enable_input_require_grads``), else selective
+    recomputation of the elementwise ops (``selective_recompute``: ``on``, or ``auto`` when
+    ``device`` — where training runs, default CPU — is a CPU; only when the model supports
+    per-block checkpointing)."""
     if cfg.chat_template:
         set_chat_template(tokenizer, cfg.chat_template)
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise InputError(f"{type(model).__name__} does not support gradient checkpointing",
                              where="gradient_checkpointing")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+        enable_checkpointing(model)
+    elif cfg.selective_recompute == "on" or (cfg.selective_recompute == "auto" and torch.device(
+            device if device is not None else "cpu").type == "cpu"):
+        enable_selective_recompute(model)
     return model
 
 
@@ -200,14 +217,16 @@ def make_loss_fn(loss: str, params: LossParams,
                  live_ref: Callable[[dict], torch.Tensor] | None = None) -> Callable:
     """``loss_fn(scorer, batch) -> (loss, metrics)`` for :func:`descentlab.core.training.train`.
 
-    The batch's ``ref_logps (2B,)`` is used when present, else ``live_ref(batch)``.
+    The batch's ``ref_logps (2B,)`` is used when present, else ``live_ref(batch)``, which
+    runs before the policy's forward: its transient memory never adds to the activations
+    the policy holds for backward.
     """
     def loss_fn(scorer, batch):
         B = batch["index"].numel()
-        out = scorer(batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         ref = batch.get("ref_logps")
         if ref is None and live_ref is not None:
             ref = live_ref(batch)
+        out = scorer(batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         losses, metrics = preference_loss(loss, split_logps(out, ref, B), params)
         metrics["tokens"] = batch["attention_mask"].sum()
         for k, v in batch.items():
@@ -320,7 +339,7 @@ def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, param
     if LOSSES[pref.loss].onpolicy:
         raise InputError(f"loss {pref.loss!r} samples from the policy: train it on-policy",
                          where="loss")
-    model = prepare_model(model, tokenizer, pref)
+    model = prepare_model(model, tokenizer, pref, accelerator.device)
     pref, context = fit_context(model, pref)
     pairs = tokenize_pairs(rows, tokenizer, max_length=pref.max_length,
                            max_prompt_length=pref.max_prompt_length, truncation=pref.truncation)

@@ -40,6 +40,7 @@ from descentlab.preference.data import (
     TokenizedPairs,
     collate_pairs,
     collate_sequences,
+    fit_prompts,
     require_chat_template,
     tokenize_prompt,
 )
@@ -132,15 +133,20 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
 
 
 def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPolicyConfig,
-                           live_ref: Callable | None, max_prompt_length: int
+                           live_ref: Callable | None, max_length: int,
+                           max_prompt_length: int | None = None, truncation: str = "keep_end"
                            ) -> Callable[[int, int, BatchContext], dict]:
     """``batch_fn(step, micro, ctx)``: sample, score, label, attach reference log-probs.
 
+    Prompts are fitted by :func:`~descentlab.preference.data.fit_prompts` (``truncation``:
+    ``drop`` or ``keep_end``); what that did is ``batch_fn.truncation``.
     ``batch_fn.stats``: seconds spent in ``generate`` and tokens sampled so far (this
     process); ``sample/tokens`` per micro-batch is also a logged metric."""
-    prompt_ids = [tokenize_prompt(tokenizer, p)[-max_prompt_length:] for p in prompts]
-    prompt_text = [p if isinstance(p, str) else tokenizer.decode(ids)
-                   for p, ids in zip(prompts, prompt_ids)]
+    prompt_ids, kept, report = fit_prompts(
+        [tokenize_prompt(tokenizer, p) for p in prompts], max_length=max_length,
+        max_prompt_length=max_prompt_length, truncation=truncation)
+    prompt_text = [prompts[k] if isinstance(prompts[k], str) else tokenizer.decode(ids)
+                   for k, ids in zip(kept, prompt_ids)]
 
     def make_batch(idx: list[int], step: int, micro: int, ctx: BatchContext) -> dict:
         seed = _seed(ctx.seed, step, micro, ctx.rank)
@@ -172,6 +178,7 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
 
     batch_fn = indexed_batches(len(prompt_ids), make_batch, with_context=True)
     batch_fn.stats = {"seconds": 0.0, "tokens": 0}    # generate() time and sampled tokens
+    batch_fn.truncation = report
     return batch_fn
 
 
@@ -199,14 +206,15 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     :func:`~descentlab.preference.offline.train_offline` (``pdpo`` is scored as ``dpo_bg``).
     ``reward`` is tried on the first prompt before any work (:func:`~descentlab.preference.
     oracles.check_reward`). Prompts keep their last ``max_prompt_length`` (default
-    ``max_length // 2``) tokens, capped so that prompt + ``max_new_tokens`` fit the model.
+    ``max_length // 2``) tokens (``keep_end`` whatever ``pref.truncation`` says: a prompt
+    is never dropped), capped so that prompt + ``max_new_tokens`` fit the model; how many
+    were cut is ``result.truncation`` (count and share, also a warning).
     ``settings`` (the caller's, e.g. the reward's name) join :func:`resume_settings`.
     """
-    model = prepare_model(model, tokenizer, pref)
+    model = prepare_model(model, tokenizer, pref, accelerator.device)
     if prompts and isinstance(prompts[0], list):
         require_chat_template(tokenizer)
     pref, context = fit_context(model, pref, reserve=onp.max_new_tokens)
-    max_prompt = min(pref.max_prompt_length or pref.max_length // 2, pref.max_length)
     check_reward(reward, prompts[0] if prompts and isinstance(prompts[0], str) else "")
     fp = model_fingerprint(model, model_source) if out_dir is not None else None
     every = resume_settings(pref, params, prompts_fingerprint(tokenizer, prompts), fp or "",
@@ -222,13 +230,16 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     if needs_reference(pref.loss, params):
         live_ref = reference_scorer(model, ref_model, pref.fused_head, accelerator.device,
                                     accelerator.autocast)
-    batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, max_prompt)
+    max_prompt = min(pref.max_prompt_length or pref.max_length // 2, pref.max_length)
+    batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, pref.max_length,
+                                      max_prompt, "keep_end")
     scorer = SequenceScorer(model, pref.fused_head)
     res = train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
                 resume=resume, extend=extend, settings=every, accelerator=accelerator,
                 stop_at_step=stop_at_step, desc=f"prefopt on-policy {pref.loss}",
                 on_step=on_step, eval_fn=eval_fn)
     return PrefTrainResult(**{**vars(res), "model": res.model.model}, max_length=pref.max_length,
-                           context=context, eval_truncation=eval_report,
+                           context=context, truncation=batch_fn.truncation,
+                           eval_truncation=eval_report,
                            sample_seconds=batch_fn.stats["seconds"],
                            sample_tokens=batch_fn.stats["tokens"])

@@ -1,6 +1,7 @@
 """On-policy PDPO: oracles and labels, deterministic sampling, exact resume, learning."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -164,3 +165,46 @@ def test_pdpo_raises_the_oracle_reward(tmp_path):
     first = sum(r["oracle/reward"] for r in res.history[:3]) / 3
     last = sum(r["oracle/reward"] for r in res.history[-3:]) / 3
     assert last > first + 0.1
+
+
+def test_onpolicy_prompts_are_fitted_and_counted_like_offline_pairs(tmp_path):
+    """fit_prompts: drop drops prompts of max_length tokens or more, keep_end keeps their last
+    max_length // 2. On-policy training cuts (keep_end) and counts: result.truncation and a
+    warning with the share."""
+    from descentlab.preference.data import fit_prompts, tokenize_prompt
+
+    model, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=0)
+    words = ROWS[0]["prompt"].split() * 10
+    prompts = [" ".join(words[:n]) for n in (3, 5, 11, 12, 20)]
+    lengths = [len(tokenize_prompt(tok, p)) for p in prompts]
+    assert lengths == [3, 5, 11, 12, 20]            # the word tokenizer: one id per word
+
+    kept, index, rep = fit_prompts([tokenize_prompt(tok, p) for p in prompts], max_length=12,
+                                   warn=False)
+    assert index == [0, 1, 2] and [len(k) for k in kept] == [3, 5, 11]
+    assert rep.as_dict() == {"mode": "drop", "max_length": 12, "rows": 5, "kept": 3,
+                             "dropped": 2, "prompts_cut": 0, "chosen_cut": 0,
+                             "rejected_cut": 0}
+    ids = [tokenize_prompt(tok, p) for p in prompts]
+    kept, index, rep = fit_prompts(ids, max_length=12, truncation="keep_end", warn=False)
+    assert index == [0, 1, 2, 3, 4] and [len(k) for k in kept] == [3, 5, 6, 6, 6]
+    assert kept[4] == ids[4][-6:]                    # the end is kept
+    assert (rep.dropped, rep.prompts_cut, rep.affected) == (0, 3, 3)
+    with pytest.raises(InputError, match="every prompt was dropped"):
+        fit_prompts([ids[4]], max_length=12, warn=False)
+
+    cfg = PrefTrainConfig(max_steps=1, log_every=1, batch_size=2, lr=1e-3, warmup_steps=0,
+                          precision="no")
+    # on-policy prompts keep their end (never dropped), whatever truncation says
+    for truncation in ("drop", "keep_end"):
+        with pytest.warns(UserWarning, match=re.escape("3/5 prompts (60%) dropped or cut")):
+            res = train_onpolicy(
+                model, tok, prompts, pref=PrefConfig(loss="pdpo", max_length=12,
+                                                     truncation=truncation),
+                params=LossParams(beta=0.5), onp=OnPolicyConfig(max_new_tokens=4),
+                train_cfg=cfg, out_dir=None, accelerator=make_accelerator("no", "cpu"),
+                reward=good_words)
+        assert res.truncation.as_dict() == {"mode": "keep_end", "max_length": 12, "rows": 5,
+                                            "kept": 5, "dropped": 0, "prompts_cut": 3,
+                                            "chosen_cut": 0, "rejected_cut": 0}
+        assert res.max_length == 12

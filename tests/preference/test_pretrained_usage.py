@@ -229,14 +229,16 @@ def test_model_fingerprint_of_a_file_follows_its_content(tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.lm.recompute import recompute_mode
     from descentlab.preference.data import collate_pairs
     from descentlab.preference.offline import prepare_model
 
     grads = []
     for ckpt in (False, True):
         model, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=32), seed=0)
-        model = prepare_model(model, tok, PrefConfig(gradient_checkpointing=ckpt)).train()
-        assert model.is_gradient_checkpointing == ckpt
+        model = prepare_model(model, tok, PrefConfig(gradient_checkpointing=ckpt,
+                                                     selective_recompute="off")).train()
+        assert recompute_mode(model) == ("full" if ckpt else "none")
         pairs = tokenize_pairs(ROWS[:4], tok)
         b = collate_pairs(pairs, [0, 1, 2, 3], tok.pad_token_id)
         SequenceScorer(model)(b["input_ids"], b["attention_mask"], b["response_mask"]).sum.sum() \

@@ -96,3 +96,28 @@ def test_gguf_offline_dpo_with_eval_and_checkpointing_then_onpolicy_pdpo(tmp_pat
     on = json.loads((tmp_path / "p.json").read_text())
     assert on["sample_tokens"] > 0 and on["sample_seconds"] > 0
     assert "oracle/reward" in on["history"][-1]
+    assert on["truncation"]["rows"] == 8 and on["truncation"]["dropped"] == 0
+
+
+def test_selective_recompute_is_bitwise_the_plain_backward_on_smollm(smollm):
+    """The default (selective recomputation) gives the gradients of a plain backward, bitwise,
+    on the real architecture (Llama, GQA, SDPA)."""
+    from descentlab.lm.logprobs import SequenceScorer
+    from descentlab.lm.recompute import recompute_mode
+    from descentlab.lm.tiny import load_model_and_tokenizer
+    from descentlab.preference.data import collate_pairs, synthetic_pairs, tokenize_pairs
+    from descentlab.preference.offline import PrefConfig, prepare_model
+
+    grads = []
+    for selective in (False, True):
+        model, tok = load_model_and_tokenizer(smollm)
+        cfg = PrefConfig(selective_recompute="on" if selective else "off")
+        model = prepare_model(model, tok, cfg).train()
+        assert recompute_mode(model) == ("selective" if selective else "none")
+        pairs = tokenize_pairs(synthetic_pairs(2, seed=0, prompt_words=20), tok)
+        b = collate_pairs(pairs, [0, 1], tok.pad_token_id)
+        out = SequenceScorer(model)(b["input_ids"], b["attention_mask"], b["response_mask"])
+        out.sum.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert grads[0].abs().sum() > 0
+    assert torch.equal(grads[0], grads[1])
