@@ -20,6 +20,7 @@ from pathlib import Path
 from descentlab.cli.options import add_config_args, config_from_args
 from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
+from descentlab.core.training import save_pretrained
 from descentlab.lm.tiny import TinyLMConfig
 from descentlab.preference.losses import LossParams
 from descentlab.preference.offline import PrefConfig, PrefTrainConfig, train_config_for
@@ -36,7 +37,7 @@ SUMMARY_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen
 def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accelerator):
     """(model, tokenizer, source): ``tiny`` is built once and kept in OUT/init for --resume
     (its size flags are resume settings: a changed one is refused)."""
-    from descentlab.lm.tiny import build_tiny, load_model_and_tokenizer, save_model_and_tokenizer
+    from descentlab.lm.tiny import build_tiny, load_model_and_tokenizer
     from descentlab.preference.data import row_texts
 
     if args.model != "tiny":
@@ -49,7 +50,7 @@ def _load(args: argparse.Namespace, rows: list[dict], tiny: TinyLMConfig, accele
     texts = [t for r in rows for t in row_texts(r)]
     model, tok = build_tiny(texts, tiny, seed=args.seed)
     if accelerator.is_main_process:
-        save_model_and_tokenizer(model, tok, init)
+        save_pretrained(model, tok, init)
     accelerator.wait_for_everyone()
     return model, tok, None
 
@@ -100,12 +101,7 @@ def run_train(args: argparse.Namespace) -> dict:
                         model_source=source,
                         settings={f"tiny_{k}": v for k, v in dataclasses.asdict(tiny).items()}
                         if args.model == "tiny" else None)
-    model_dir = out / "model"
-    if acc.is_main_process:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        res.model.save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
-    acc.wait_for_everyone()
+    model_dir = save_pretrained(res.model, tok, out / "model", acc)
     final = res.history[-1] if res.history else {}
     summary = {"steps": res.step, **{k: final[k] for k in SUMMARY_KEYS if k in final}}
     figure = plot_training(res.history, out / "training.png",
@@ -210,9 +206,7 @@ def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
         model, tok = build_tiny(texts, seed=args.seed)
         res = train(model, tok, rows, name, preset="tiny", seed=args.seed, device=device,
                     out_dir=out_dir / name, **kw)
-        model_dir = out_dir / name / "model"
-        res.model.save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
+        model_dir = save_pretrained(res.model, tok, out_dir / name / "model")
         final = res.history[-1] if res.history else {}
         runs[name] = {"summary": {"steps": res.step,
                                   **{k: final[k] for k in SUMMARY_KEYS if k in final}},

@@ -649,15 +649,17 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
                        model=unwrapped, accelerator=acc, seconds=time.perf_counter() - t0)
 
 
-def save_pretrained(result: TrainResult, path: str | os.PathLike, tokenizer: Any = None) -> Path:
-    """Main process: ``save_pretrained`` the trained model (and tokenizer) into ``path``."""
+def save_pretrained(model: Any, tokenizer: Any, path: str | os.PathLike,
+                    accelerator: Any = None) -> Path:
+    """``save_pretrained`` a model (and its tokenizer, unless None) into folder ``path``
+    (created), on the main process only when an ``accelerator`` is given; returns the
+    folder. The one place a trained or initial model is written."""
     path = Path(path)
-    acc = result.accelerator
-    if acc is None or acc.is_main_process:
+    if accelerator is None or accelerator.is_main_process:
         path.mkdir(parents=True, exist_ok=True)
-        result.model.save_pretrained(path)
+        model.save_pretrained(path)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
-    if acc is not None:
-        acc.wait_for_everyone()
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return path

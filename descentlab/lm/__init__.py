@@ -15,7 +15,7 @@ from descentlab.core.lazy import lazy_exports
 _EXPORTS = {
     "TinyLMConfig": "tiny", "build_tiny": "tiny", "build_tiny_model": "tiny",
     "train_tokenizer": "tiny", "load_model_and_tokenizer": "tiny",
-    "save_model_and_tokenizer": "tiny", "context_length": "tiny",
+    "context_length": "tiny",
     "sequence_logps": "logprobs", "SequenceLogps": "logprobs", "SequenceScorer": "logprobs",
     "token_logprobs": "logprobs",
 }

@@ -8,7 +8,7 @@ Used by the preference and RAG wings (tests, demos, CPU experiments) and by ``--
   with the ``tokenizers`` library, returned as a ``transformers.PreTrainedTokenizerFast``
   with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` and a chat template (:data:`CHAT_TEMPLATE`).
 * :func:`build_tiny_model` — ``GPT2LMHeadModel`` (random init, seeded) sized by the config.
-* :func:`build_tiny` — both at once; :func:`save_model_and_tokenizer` to a folder;
+* :func:`build_tiny` — both at once (save with :func:`descentlab.core.training.save_pretrained`);
   :func:`load_model_and_tokenizer` from a local folder (``local_files_only=True``: never
   downloads), a local ``.gguf`` file (dequantised on load) or ``"tiny"`` (build on the spot
   from texts).
@@ -178,15 +178,6 @@ def build_tiny(texts: Iterable[str], config: TinyLMConfig | None = None, seed: i
     config = config or TinyLMConfig()
     tokenizer = tokenizer_for(config, texts)
     return build_tiny_model(config, tokenizer, seed=seed), tokenizer
-
-
-def save_model_and_tokenizer(model, tokenizer, path: str | os.PathLike) -> Path:
-    """``save_pretrained`` both into ``path`` (created); returns the folder."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _gguf_parts(path: Path) -> tuple[Path, str] | None:

@@ -92,10 +92,10 @@ class RagTrainResult:
 
     def save(self, path: PathLike) -> Path:
         """``save_pretrained`` the model and tokenizer into folder ``path`` (quietly)."""
-        from descentlab.lm.tiny import save_model_and_tokenizer
+        from descentlab.core.training import save_pretrained
 
         with quiet_libraries():
-            return save_model_and_tokenizer(self.model, self.tokenizer, path)
+            return save_pretrained(self.model, self.tokenizer, path)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able scalars (what ``rag train`` prints and writes)."""

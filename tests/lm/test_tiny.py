@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from descentlab.core.errors import InputError
+from descentlab.core.training import save_pretrained
 from descentlab.lm.tiny import (
     SPECIAL_TOKENS,
     TinyLMConfig,
     build_tiny,
     load_model_and_tokenizer,
-    save_model_and_tokenizer,
 )
 
 TEXTS = ["the cat sat on the mat .", "a dog ran , fast !", "hello world"]
@@ -46,7 +46,7 @@ def test_seeded_init_and_roundtrip(tmp_path):
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert not torch.equal(s1["transformer.h.0.attn.c_attn.weight"],
                            s3["transformer.h.0.attn.c_attn.weight"])
-    save_model_and_tokenizer(m1, tok, tmp_path / "m")
+    save_pretrained(m1, tok, tmp_path / "m")
     m4, tok4 = load_model_and_tokenizer(tmp_path / "m")
     s4 = m4.state_dict()
     assert all(torch.equal(s1[k], s4[k]) for k in s1)

@@ -12,13 +12,12 @@ import torch
 
 from descentlab.cli.main import main
 from descentlab.core.errors import InputError
-from descentlab.core.training import make_accelerator
+from descentlab.core.training import make_accelerator, save_pretrained
 from descentlab.lm.tiny import (
     TinyLMConfig,
     build_tiny,
     build_tiny_model,
     load_model_and_tokenizer,
-    save_model_and_tokenizer,
 )
 from descentlab.preference.data import row_texts, synthetic_pairs, tokenize_pairs
 from descentlab.preference.losses import Logps, LossParams, preference_loss
@@ -257,7 +256,7 @@ def test_base_model_without_chat_template_and_conversations_is_one_line_exit_2(t
     model, tok = build_tiny(TEXTS, TinyLMConfig(n_embd=16))
     template = tok.chat_template
     tok.chat_template = None
-    folder = save_model_and_tokenizer(model, tok, tmp_path / "base")
+    folder = save_pretrained(model, tok, tmp_path / "base")
     data = write_rows(tmp_path / "c.jsonl", conv)
     args = ["prefopt", "train", "--data", str(data), "--model", str(folder), "--max-steps", "1",
             "--batch-size", "2"]
