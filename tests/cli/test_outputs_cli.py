@@ -35,10 +35,18 @@ COMMANDS = {
     "rag index": lambda t: ["rag", "index", "--corpus", str(_corpus(t))],
     "rag train": lambda t: ["rag", "train", "--corpus", str(_corpus(t))],
     "demo": lambda t: ["demo"],
+    "plan": lambda t: ["plan", "--map", "note"],
+    "navigate": lambda t: ["navigate", "--preset", "note"],
+    "prefopt train": lambda t: ["prefopt", "train", "--data", str(t / "pairs.jsonl")],
+    "prefopt experiment bandit": lambda t: ["prefopt", "experiment", "bandit", "--quick"],
 }
 JSON_COMMANDS = {**COMMANDS,
                  "rag eval": lambda t: ["rag", "eval", "--model", str(t / "m"),
-                                        "--corpus", str(_corpus(t))]}
+                                        "--corpus", str(_corpus(t))],
+                 "rag search": lambda t: ["rag", "search", "--index", str(t / "idx"),
+                                          "--query", "beta"],
+                 "plan-bench": lambda t: ["plan-bench", str(t / "m.map")],
+                 "nav-bench": lambda t: ["nav-bench", "--n", "1"]}
 
 
 def _snapshot(root):
