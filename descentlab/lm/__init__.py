@@ -17,6 +17,6 @@ _EXPORTS = {
     "train_tokenizer": "tiny", "load_model_and_tokenizer": "tiny",
     "context_length": "tiny",
     "sequence_logps": "logprobs", "SequenceLogps": "logprobs", "SequenceScorer": "logprobs",
-    "token_logprobs": "logprobs",
+    "token_logprobs": "logprobs", "collate_sequences": "logprobs",
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

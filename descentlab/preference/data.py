@@ -32,6 +32,7 @@ import torch
 
 from descentlab.core.errors import InputError
 from descentlab.core.io import read_jsonl
+from descentlab.lm.logprobs import collate_sequences
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -357,24 +358,6 @@ def fit_prompts(prompts: list[list[int]], *, max_length: int,
         warnings.warn(f"{rep.affected}/{rep.rows} prompts ({rep.affected / rep.rows:.0%}) "
                       f"dropped or cut: {rep.line()}", UserWarning, stacklevel=2)
     return kept, index, rep
-
-
-def collate_sequences(prompts: list[list[int]], responses: list[list[int]], pad_id: int,
-                      padding_side: str = "right") -> dict[str, torch.Tensor]:
-    """``input_ids``, ``attention_mask`` (long) and ``response_mask`` (bool), all ``(N, T)``,
-    for ``N`` prompt+response sequences padded to the longest."""
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
-    N, T = len(lengths), max(lengths)
-    ids = torch.full((N, T), pad_id, dtype=torch.long)
-    attn = torch.zeros((N, T), dtype=torch.long)
-    resp = torch.zeros((N, T), dtype=torch.bool)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        L = len(p) + len(r)
-        o = T - L if padding_side == "left" else 0
-        ids[i, o:o + L] = torch.tensor(p + r, dtype=torch.long)
-        attn[i, o:o + L] = 1
-        resp[i, o + len(p):o + L] = True
-    return {"input_ids": ids, "attention_mask": attn, "response_mask": resp}
 
 
 def collate_pairs(pairs: TokenizedPairs, indices: list[int], pad_id: int,

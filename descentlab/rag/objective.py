@@ -271,17 +271,10 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict:
     Returns ``input_ids`` (B, T) long, ``attention_mask`` (B, T) long and ``response_mask``
     (B, T) bool, True exactly on each row's suffix tokens.
     """
-    import torch
+    from descentlab.lm.logprobs import collate_sequences
 
-    T = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(examples), T), dtype=torch.long)
-    resp = torch.zeros((len(examples), T), dtype=torch.bool)
-    for r, (x, start) in enumerate(examples):
-        ids[r, : len(x)] = torch.tensor(x)
-        attn[r, : len(x)] = 1
-        resp[r, start: len(x)] = True
-    return {"input_ids": ids, "attention_mask": attn, "response_mask": resp}
+    return collate_sequences([x[:start] for x, start in examples],
+                             [x[start:] for x, start in examples], pad_id)
 
 
 def suffix_loss(model, batch: dict) -> tuple[Any, dict]:
