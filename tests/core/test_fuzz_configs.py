@@ -75,8 +75,10 @@ def test_config_builds_or_names_the_field(spec):
             cls(**values)
         except InputError as e:
             line = e.line()
-            assert "\n" not in line and "--" not in line, line
-            assert any(name in line for name in values), line  # names a field
+            assert "\n" not in line, line
+            # the place is the config's field, never a CLI flag
+            assert e.where is not None and not e.where.startswith("-"), line
+            assert any(name in e.where for name in values), line
 
     run()
 
