@@ -320,6 +320,24 @@ def held_out_eval(model, tokenizer, eval_rows: list[dict] | None, *, pref: PrefC
                          2 * train_cfg.batch_size), pairs.truncation)
 
 
+def check_and_evaluate(model, tokenizer, *, pref: PrefConfig, params: LossParams,
+                       data_fingerprint: str, settings: dict | None, train_cfg, out_dir,
+                       resume: bool, extend: bool, accelerator, eval_rows, ref_model,
+                       model_source):
+    """Before any work: refuse a resume with changed settings, then set up the held-out
+    evaluation. Shared by the offline and on-policy trainers. -> (model fingerprint or
+    None, the resume settings, eval_fn, eval_report)."""
+    fp = model_fingerprint(model, model_source) if out_dir is not None else None
+    every = resume_settings(pref, params, data_fingerprint, fp or "", settings)
+    if resume:
+        check_resume(out_dir, run_settings(train_cfg, accelerator, every), extend=extend)
+    eval_fn, eval_report = held_out_eval(
+        model, tokenizer, eval_rows, pref=pref, params=params, train_cfg=train_cfg,
+        out_dir=out_dir, accelerator=accelerator, ref_model=ref_model, source=model_source,
+        fingerprint=fp)
+    return fp, every, eval_fn, eval_report
+
+
 def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, params: LossParams,
                   train_cfg: TrainConfig, out_dir: str | os.PathLike | None, accelerator,
                   ref_model=None, model_source: Any = None, resume: bool = False,
@@ -344,14 +362,11 @@ def train_offline(model, tokenizer, rows: list[dict], *, pref: PrefConfig, param
     pairs = tokenize_pairs(rows, tokenizer, max_length=pref.max_length,
                            max_prompt_length=pref.max_prompt_length, truncation=pref.truncation)
     pad_id = tokenizer.pad_token_id
-    fp = model_fingerprint(model, model_source) if out_dir is not None else None
-    every = resume_settings(pref, params, pairs.fingerprint(), fp or "", settings)
-    if resume:
-        check_resume(out_dir, run_settings(train_cfg, accelerator, every), extend=extend)
-    eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
-                                         train_cfg=train_cfg, out_dir=out_dir,
-                                         accelerator=accelerator, ref_model=ref_model,
-                                         source=model_source, fingerprint=fp)
+    fp, every, eval_fn, eval_report = check_and_evaluate(
+        model, tokenizer, pref=pref, params=params, data_fingerprint=pairs.fingerprint(),
+        settings=settings, train_cfg=train_cfg, out_dir=out_dir, resume=resume, extend=extend,
+        accelerator=accelerator, eval_rows=eval_rows, ref_model=ref_model,
+        model_source=model_source)
     ref_logps, live_ref = None, None
     if needs_reference(pref.loss, params):
         if pref.ref == "precomputed":

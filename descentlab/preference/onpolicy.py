@@ -30,9 +30,7 @@ from descentlab.core.config import check_config, option
 from descentlab.core.training import (
     BatchContext,
     TrainConfig,
-    check_resume,
     indexed_batches,
-    run_settings,
     train,
 )
 from descentlab.lm.logprobs import SequenceScorer, no_cudnn_attention
@@ -49,14 +47,13 @@ from descentlab.preference.offline import (
     PrefConfig,
     PrefTrainResult,
     apply_lora,
+    check_and_evaluate,
     fit_context,
-    held_out_eval,
     make_loss_fn,
     prepare_model,
-    resume_settings,
 )
 from descentlab.preference.oracles import LABELERS, RewardFn, check_reward, label, score
-from descentlab.preference.reference import model_fingerprint, reference_scorer
+from descentlab.preference.reference import reference_scorer
 
 
 @dataclass
@@ -216,15 +213,12 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
         require_chat_template(tokenizer)
     pref, context = fit_context(model, pref, reserve=onp.max_new_tokens)
     check_reward(reward, prompts[0] if prompts and isinstance(prompts[0], str) else "")
-    fp = model_fingerprint(model, model_source) if out_dir is not None else None
-    every = resume_settings(pref, params, prompts_fingerprint(tokenizer, prompts), fp or "",
-                            {**dataclasses.asdict(onp), **(settings or {})})
-    if resume:
-        check_resume(out_dir, run_settings(train_cfg, accelerator, every), extend=extend)
-    eval_fn, eval_report = held_out_eval(model, tokenizer, eval_rows, pref=pref, params=params,
-                                         train_cfg=train_cfg, out_dir=out_dir,
-                                         accelerator=accelerator, ref_model=ref_model,
-                                         source=model_source, fingerprint=fp)
+    fp, every, eval_fn, eval_report = check_and_evaluate(
+        model, tokenizer, pref=pref, params=params,
+        data_fingerprint=prompts_fingerprint(tokenizer, prompts),
+        settings={**dataclasses.asdict(onp), **(settings or {})}, train_cfg=train_cfg,
+        out_dir=out_dir, resume=resume, extend=extend, accelerator=accelerator,
+        eval_rows=eval_rows, ref_model=ref_model, model_source=model_source)
     model = apply_lora(model, pref)
     live_ref = None
     if needs_reference(pref.loss, params):
