@@ -41,8 +41,8 @@ class DistanceField:
         self.upsample = upsample
         self.pad = pad
         self.height, self.width = occ.shape
-        self.grid = torch.from_numpy(signed_distance_grid(occ, upsample, pad)).to(device)
-        blocked = np.pad(np.asarray(occ, dtype=bool), pad + 1, constant_values=True)
+        self._occ, self._grid = np.asarray(occ, dtype=bool), None
+        blocked = np.pad(self._occ, pad + 1, constant_values=True)
         self.blocked = torch.from_numpy(blocked).to(device).reshape(-1)  # padded, flat
         self.blocked_width = blocked.shape[1]
         # cells with a blocked cell among their 3x3 (padded, flat): elsewhere every point of
@@ -55,6 +55,18 @@ class DistanceField:
         self.near_obstacle = torch.from_numpy(near).to(device).reshape(-1)
         # the interpolated field's error is below half a fine cell
         self.error = 0.5 / upsample
+        off = torch.arange(-1, 2, device=self.blocked.device)
+        self._steps = torch.cartesian_prod(off, off)  # (9, 2) the 3x3 cells, row-major
+        self._offsets = self._steps[:, 0] * self.blocked_width + self._steps[:, 1]  # flat (9,)
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The interpolated field (:func:`signed_distance_grid`), computed on first use: the
+        clearance hinge reads it only at points deep inside obstacles or off the map."""
+        if self._grid is None:
+            self._grid = torch.from_numpy(signed_distance_grid(
+                self._occ, self.upsample, self.pad)).to(self.blocked.device)
+        return self._grid
 
     def near(self, points: torch.Tensor) -> torch.Tensor:
         """(N, 2) -> (N,) bool: the point's cell has a blocked cell among its 3x3. Where not,
@@ -78,33 +90,68 @@ class DistanceField:
         that square among its cell's 8 neighbours, so the distance there is the smallest
         point-to-box distance over those 9 cells (no upsampling error, which matters for
         margins below 0.5/upsample). Elsewhere (farther out, or inside obstacles) the
-        interpolated field is used."""
-        val, grad = self._lookup(points, need_grad=True)
-        flat = points.reshape(-1, 2)
-        cell = torch.floor(flat + 0.5)  # (N, 2) the cell containing each point
+        interpolated field is used, read only at those points."""
+        flat = points.reshape(-1, 2)  # (N, 2)
+        val, grad, exact, _ = self._exact(flat)
+        rest = (~exact).nonzero()[:, 0]
+        if len(rest):
+            val[rest], grad[rest] = self._lookup(flat[rest], need_grad=True)
+        return val.reshape(points.shape[:-1]), grad.reshape(points.shape)
+
+    def hinge(self, points: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu(margin − d) and the gradient of its square at points (N, 2) -> (N,), (N, 2).
+
+        The same values as from :meth:`value_and_grad`, computed only where they can be
+        nonzero when ``margin + error < 0.5``: at points whose cell has a blocked cell among
+        its 3x3 (:meth:`near`), and of those the interpolated field is read only inside
+        obstacles and on their faces; a free point's exact distance ≥ 0.5 gives 0.
+        """
+        if margin + self.error >= 0.5:
+            d, g = self.value_and_grad(points)
+            short = torch.relu(margin - d)
+            return short, (-2 * short)[:, None] * g
+        short = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
+        grad = torch.zeros_like(points)
+        idx = self.near(points).nonzero()[:, 0]
+        sub = points[idx]  # (M, 2)
+        d, g, exact, inside = self._exact(sub)
+        rest = (~exact & inside).nonzero()[:, 0]  # in an obstacle cell or on its face
+        if len(rest):
+            d[rest], g[rest] = self._lookup(sub[rest], need_grad=True)
+        hit = torch.relu(margin - d).masked_fill_(~(exact | inside), 0.0)  # (M,)
+        short[idx] = hit
+        grad[idx] = (-2 * hit)[:, None] * g
+        return short, grad
+
+    def _exact(self, flat: torch.Tensor):
+        """The distance from the 3x3 boxes around each point (N, 2).
+
+        A free point within 0.5 of a blocked square has it among its cell's 8 neighbours; a
+        point in a blocked cell within 1.0 of a free square likewise (every square outside
+        the 3x3 is at least 1.0 away). There the signed distance is exact: the smallest
+        point-to-box distance over those boxes (negated inside obstacles). Returns (d (N,),
+        its gradient (N, 2), exact (N,), inside (N,): in an obstacle cell or on an obstacle
+        face). Where neither ``exact`` nor ``inside`` holds the point is free and d ≥ 0.5.
+        """
         q = self.pad + 1
         h, w = self.height + 2 * q, self.blocked_width
-        ci = (cell[:, 0].long() + q).clamp(1, h - 2)
-        cj = (cell[:, 1].long() + q).clamp(1, w - 2)
-        off = torch.arange(-1, 2, device=flat.device)
-        ni = ci[:, None, None] + off[None, :, None]  # (N, 3, 1)
-        nj = cj[:, None, None] + off[None, None, :]  # (N, 1, 3)
-        blocked = self.blocked[(ni * w + nj).reshape(-1, 9)]  # (N, 9)
-        centre_i = (ni - q).to(flat.dtype).expand(-1, 3, 3).reshape(-1, 9)
-        centre_j = (nj - q).to(flat.dtype).expand(-1, 3, 3).reshape(-1, 9)
-        dx = flat[:, :1] - centre_i  # (N, 9)
-        dy = flat[:, 1:] - centre_j
-        ex = torch.relu(dx.abs() - 0.5)  # per-axis distance to each box
-        ey = torch.relu(dy.abs() - 0.5)
-        dist = torch.sqrt(ex * ex + ey * ey).masked_fill(~blocked, float("inf"))
-        d, k = dist.min(1)  # (N,)
-        near = (d < 0.5) & ~blocked[:, 4] & (d > 0)  # free cell, a blocked box within 0.5
-        ex_k, ey_k = ex.gather(1, k[:, None])[:, 0], ey.gather(1, k[:, None])[:, 0]
-        sx, sy = torch.sign(dx.gather(1, k[:, None])[:, 0]), torch.sign(dy.gather(1, k[:, None])[:, 0])
-        g_exact = torch.stack([sx * ex_k, sy * ey_k], 1) / d.clamp_min(1e-12)[:, None]
-        val = torch.where(near, d, val.reshape(-1)).reshape(val.shape)
-        grad = torch.where(near[:, None], g_exact, grad.reshape(-1, 2)).reshape(grad.shape)
-        return val, grad
+        cell = torch.floor(flat + 0.5).long()  # (N, 2) the cell containing each point
+        ci, cj = cell[:, 0].add(q).clamp_(1, h - 2), cell[:, 1].add(q).clamp_(1, w - 2)
+        centre = ((torch.stack([ci, cj], 1) - q)[:, None, :] + self._steps).to(flat.dtype)
+        blocked = self.blocked[(ci * w + cj)[:, None] + self._offsets]  # (N, 9) of the 3x3
+        delta = flat[:, None, :] - centre  # (N, 9, 2)
+        e = torch.relu(delta.abs() - 0.5)  # per-axis distance to each box
+        e2 = (e * e).sum(-1)  # (N, 9)
+        in_obstacle = blocked[:, 4]
+        # free points: distance to the blocked boxes; points in obstacles: to the free ones
+        d2, k = e2.masked_fill_(blocked ^ in_obstacle[:, None].logical_not(), float("inf")).min(1)
+        d = d2.sqrt()
+        inside = in_obstacle | (d == 0)
+        exact = (d > 0) & torch.where(in_obstacle, d <= 1.0, d < 0.5)
+        toward = (e * torch.sign(delta)).gather(1, k[:, None, None].expand(-1, 1, 2))[:, 0]
+        sign = 1.0 - 2.0 * in_obstacle.to(flat.dtype)  # (N,) +1 free, −1 in an obstacle
+        grad = toward * (sign / d.clamp_min(1e-12))[:, None]
+        return d * sign, grad, exact, inside
 
     def _lookup(self, points: torch.Tensor, need_grad: bool):
         s, p = self.upsample, self.pad

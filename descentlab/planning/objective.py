@@ -71,29 +71,20 @@ def clearance_term(wp: torch.Tensor, field: DistanceField, margin: float,
     between two diagonal obstacles through their shared corner, or clipping a corner between
     two samples (the gap between samples must stay below about the margin). (B, T, 2).
     """
-    a, b = wp[:, :-1], wp[:, 1:]  # (B, T-1, 2)
-    fractions = [(k + 1) / (samples + 1) for k in range(samples)]
-    pts = torch.cat([wp] + [(1 - f) * a + f * b for f in fractions], dim=1)  # (B, P, 2)
-    if margin + field.error < 0.5:  # the hinge is 0 at points 0.5 from every obstacle:
-        flat = pts.reshape(-1, 2)   # evaluate the field only where an obstacle is that near
-        idx = field.near(flat).nonzero()[:, 0]
-        d_n, g_n = field.value_and_grad(flat[idx])  # (M,), (M, 2)
-        short = torch.zeros(flat.shape[0], dtype=pts.dtype, device=pts.device)
-        short[idx] = torch.relu(margin - d_n)
-        gq = torch.zeros_like(flat)
-        gq[idx] = (-2 * short[idx])[:, None] * g_n
-        short, gq = short.reshape(pts.shape[:-1]), gq.reshape(pts.shape)
-    else:
-        d, dgrad = field.value_and_grad(pts)  # (B, P), (B, P, 2)
-        short = torch.relu(margin - d)
-        gq = (-2 * short)[..., None] * dgrad  # (B, P, 2) gradient at each sample
-    t = wp.shape[1]
-    grad = gq[:, :t].clone()
-    for k, f in enumerate(fractions):
-        gk = gq[:, t + k * (t - 1): t + (k + 1) * (t - 1)]  # (B, T-1, 2)
-        grad[:, :-1] += (1 - f) * gk
-        grad[:, 1:] += f * gk
-    return (short * short).sum(-1), grad
+    bsz, t = wp.shape[0], wp.shape[1]
+    f = torch.arange(1, samples + 1, dtype=wp.dtype, device=wp.device) / (samples + 1)  # (S,)
+    a, b = wp[:, :-1, None], wp[:, 1:, None]  # (B, T-1, 1, 2)
+    inner = a * (1 - f)[:, None] + b * f[:, None]  # (B, T-1, S, 2)
+    flat = torch.cat([wp.reshape(-1, 2), inner.reshape(-1, 2)])  # (B·T + B·(T-1)·S, 2)
+    short, gq = field.hinge(flat, margin)  # (P,), (P, 2)
+    n = bsz * t
+    sq = short * short
+    value = sq[:n].reshape(bsz, t).sum(1) + sq[n:].reshape(bsz, -1).sum(1)  # (B,)
+    grad = gq[:n].reshape(bsz, t, 2).clone()
+    g_in = gq[n:].reshape(bsz, t - 1, samples, 2)
+    grad[:, :-1] += (g_in * (1 - f)[:, None]).sum(2)
+    grad[:, 1:] += (g_in * f[:, None]).sum(2)
+    return value, grad
 
 
 def collision_term(wp: torch.Tensor, pm: PaddedMap, beta: float) -> Term:

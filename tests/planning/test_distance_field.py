@@ -51,16 +51,41 @@ def test_value_and_grad_is_exact_near_obstacles_and_matches_finite_differences()
     occ = np.zeros((9, 9), dtype=bool)
     occ[4, 4] = True  # one square, [3.5, 4.5]²
     field = DistanceField(occ, upsample=2)  # coarse: the exact near field must not care
-    pts = torch.tensor([[4.0, 3.2], [2.8, 2.7], [4.0, 4.7], [3.3, 4.8]], dtype=torch.float64)
+    pts = torch.tensor([[4.0, 3.2], [2.8, 2.7], [4.0, 4.7], [3.3, 4.8], [4.1, 4.2]],
+                       dtype=torch.float64)
     val, grad = field.value_and_grad(pts)
-    exact = [0.3, np.hypot(0.7, 0.8), 0.2, np.hypot(0.2, 0.3)]  # [1]: farther than 0.5
-    np.testing.assert_allclose(val[[0, 2, 3]].numpy(), np.array(exact)[[0, 2, 3]], atol=1e-12)
+    # [1]: farther than 0.5 (the interpolated field); [4]: inside, 0.3 from the right face
+    exact = [0.3, np.hypot(0.7, 0.8), 0.2, np.hypot(0.2, 0.3), -0.3]
+    ok = [0, 2, 3, 4]
+    np.testing.assert_allclose(val[ok].numpy(), np.array(exact)[ok], atol=1e-12)
+    np.testing.assert_allclose(grad[4].numpy(), [0.0, 1.0], atol=1e-12)  # out through it
     eps = 1e-6
     for k in range(2):
         d = torch.zeros_like(pts)
         d[:, k] = eps
         fd = (field.value_and_grad(pts + d)[0] - field.value_and_grad(pts - d)[0]) / (2 * eps)
-        np.testing.assert_allclose(grad[[0, 2, 3], k].numpy(), fd[[0, 2, 3]].numpy(), atol=1e-5)
+        np.testing.assert_allclose(grad[ok, k].numpy(), fd[ok].numpy(), atol=1e-5)
+
+
+def test_value_and_grad_reads_the_interpolated_field_wherever_it_is_not_exact():
+    # exact near obstacles (the 9-box distance), the bilinear field everywhere else: inside
+    # obstacles, in open space and beyond the padded field
+    occ = np.random.default_rng(3).random((14, 11)) < 0.3
+    field = DistanceField(occ, upsample=4)
+    pts = torch.rand(4000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pts = pts * torch.tensor([22.0, 19.0], dtype=torch.float64) - 4.0
+    val, grad = field.value_and_grad(pts)
+    exact = field._exact(pts)[2]
+    assert 100 < int(exact.sum()) < 3900
+    p = pts[~exact].clone().requires_grad_(True)
+    ref = field(p)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), p)
+    torch.testing.assert_close(val[~exact], ref.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(grad[~exact], ref_grad, rtol=0, atol=1e-9)
+    assert (val[exact] > -1).all() and (val[exact] < 0.5).all() and (val[exact] < 0).any()
+    # the exact values agree with the interpolated field up to its error
+    torch.testing.assert_close(val[exact], field(pts[exact]).double(), rtol=0,
+                               atol=field.error + 1e-6)
 
 
 @pytest.mark.parametrize("upsample,margin", [(2, 0.05), (4, 0.05), (4, 0.3)])

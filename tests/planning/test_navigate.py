@@ -127,6 +127,20 @@ def test_gradient_navigation_reaches_the_goal_on_a_small_map():
     assert res.replans >= 2 and res.length_ratio < 1.4
 
 
+def test_a_free_warm_start_is_refined_alone_and_a_blocked_one_is_replanned_afresh():
+    occ = np.zeros((16, 16))
+    nav = make_navigator("gradient", NavConfig())
+    first = nav.plan(occ, (1, 8), (14, 8), None)
+    assert first.cold and first.valid
+    warm = shift_warm_start(first.waypoints, (1, 8))
+    again = nav.plan(occ, (1, 8), (14, 8), warm)  # nothing new: the warm start alone
+    assert not again.cold and again.valid
+    occ[8, 3:13] = 1.0  # a wall seen across the plan: the warm start is blocked
+    detour = nav.plan(occ, (1, 8), (14, 8), warm)
+    assert detour.cold and detour.valid
+    assert invalid_reason(occ >= 0.5, detour.cells, (1, 8), (14, 8)) is None
+
+
 def test_no_plan_on_a_noisy_estimate_waits_and_observes_again():
     from descentlab.planning.sensors import Observation
 
