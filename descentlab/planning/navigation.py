@@ -48,9 +48,11 @@ class NavConfig:
                                min=0)
     warm_start: bool = option(True, "gradient planner: warm-start each replan from the previous "
                                     "plan shifted to the bot's cell")
-    unknown: float = option(0.0, "obstacle probability the planners assume for unseen cells "
-                                 "(0 = the freespace assumption; negative = the mapper's own "
-                                 "estimate there, e.g. its prior)", max=1)
+    unknown: float = option(0.4, "obstacle probability the planners assume for unseen cells: "
+                                 "below 0.5 they are passable (the freespace assumption) and "
+                                 "the gradient planner's potential prices them (its risk); "
+                                 "negative = the mapper's own estimate there, e.g. its prior",
+                            max=1)
     max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)", min=0)
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up after this many steps in a row without moving (or "

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from descentlab.core.config import check_config, option
+from descentlab.core.config import check_config, field_error, option
 from descentlab.planning import objective as obj
 from descentlab.planning.cache import per_map
 from descentlab.planning.discretize import (
@@ -45,7 +45,14 @@ from descentlab.planning.discretize import (
 from descentlab.planning.distance_field import DistanceField
 from descentlab.planning.potential import POTENTIALS, SOLVERS, graph_for
 from descentlab.planning.soft_map import PaddedMap, obstacle_score, window_radius
-from descentlab.planning.trajectories import INITS, SEEDED, path_length, resample, routes_tensor
+from descentlab.planning.trajectories import (
+    INITS,
+    SEEDED,
+    path_length,
+    potential_routes,
+    resample,
+    routes_tensor,
+)
 
 MAX_WAYPOINTS = 12000
 
@@ -61,6 +68,9 @@ class PlannerConfig:
                             "(shortest-way bias) or harmonic (Laplace)", choices=POTENTIALS)
     screening: float = option(4.0, "t of the screened potential, cells² (√t = its decay "
                               "length; raised ×4 per problem where z would underflow)", gt=0)
+    risk: float = option(0.0, "screened potential: state cost of a free cell per unit of its "
+                         "obstacle probability, so routes prefer cells believed free (0 = none; "
+                         "a binary map is unaffected)", min=0)
     solver: str = option("auto", "potential solver: direct sparse LU (CPU), batched CG "
                          "(torch), auto = direct on CPU, cg on CUDA", choices=SOLVERS)
     n_starts: int = option(8, "trajectories optimised per problem (multi-start)", min=1)
@@ -93,6 +103,9 @@ class PlannerConfig:
 
     def __post_init__(self):
         check_config(self)
+        if self.risk > 0 and self.potential != "screened":
+            raise field_error(self, "risk", "needs the screened potential (harmonic has no "
+                                            "state cost)")
 
     @property
     def pinned(self) -> bool:
@@ -113,8 +126,11 @@ PRESETS: dict[str, PlannerConfig] = {
     # Replanning (the navigator's default): the same route, a short refinement on a coarser
     # distance field; the executed path is the cell path, and most plans live a few steps
     # (nav-bench, four MovingAI maps: 20, 10 and 0 refinement steps travelled the same
-    # lengths to within 0.1 %).
-    "nav": PlannerConfig(**{**_REFINE, "fine_iters": 10, "upsample": 2}),
+    # lengths to within 0.1 %). risk 10: on an estimate that gives unseen cells
+    # probability 0.4 (NavConfig.unknown), an unseen cell costs 4 where a seen-free one
+    # costs about 0.2, so routes keep to what is known where that is no longer
+    # (docs/experiments/planning.md §3, session 5).
+    "nav": PlannerConfig(**{**_REFINE, "fine_iters": 10, "upsample": 2, "risk": 10.0}),
 }
 # The preset an ``init`` implies when only the init is named (``plan(..., init="line")``).
 INIT_PRESETS = {"potential": "default", "line": "line", "random": "note", "astar": "astar"}
@@ -317,7 +333,7 @@ class GradientPlanner:
             elif prob.seed_routes is not None:  # routes the caller already has
                 wp = routes_tensor(prob.seed_routes, torch.float32, self.device)
             else:
-                wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_b, gen, cfg)  # (B, K, T, 2)
+                wp = INITS[cfg.init](s, g, cfg.n_starts, t0, prob.occ_f, gen, cfg)  # (B, K, T, 2)
         k = wp.shape[1]
         if seeded:  # complete routes: kept for the fallback, refined at their own length
             prob.routes = wp[:, 0].cpu().numpy().round().astype(np.int64)  # (B, L, 2)
@@ -490,13 +506,9 @@ def _length_chunks(starts, goals, cfg: PlannerConfig,
         return [list(range(len(starts)))], None
     cells = None
     if cfg.init == "potential" and occ is not None:
-        from descentlab.planning.potential import route_potential
-
-        routes, _ = route_potential(graph_for(np.asarray(occ) >= 0.5),
-                                    [tuple(map(int, np.round(a))) for a in starts],
-                                    [tuple(map(int, np.round(b))) for b in goals],
-                                    kind=cfg.potential, screening=cfg.screening,
-                                    solver=cfg.solver)
+        routes = potential_routes(np.clip(np.asarray(occ, dtype=np.float32), 0.0, 1.0),
+                                  [tuple(map(int, np.round(a))) for a in starts],
+                                  [tuple(map(int, np.round(b))) for b in goals], cfg)
         cells = [r.cells for r in routes]
         length = np.array([cell_path_length(c) if len(c) > 1 else 0.0 for c in cells])
     else:

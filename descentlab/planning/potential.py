@@ -25,6 +25,12 @@ one sparse linear solve — no search, no priority queue, no node expansion:
   replan towards that goal. z decays like exp(−d/√t); where it would underflow at the start
   (long mazes), the solve is repeated with t × 4 (the ladder :data:`SCREENING_LADDER`), and
   the harmonic potential is the limit t → ∞.
+  A state cost ``q ≥ 0`` per free cell (``cost``; the planner's ``risk`` × the cell's
+  obstacle probability) makes the energy ½ Σ (1 + q_v) z_v² + …, i.e.
+  ``(diag(1 + q) + tL) z = e_g``: Todorov's linearly solvable problem with a state cost, whose
+  routes prefer cells believed free (on a navigator's estimate: seen-free over unseen). The
+  operator stays an M-matrix and ``(1 + q_v + t·deg v) z_v = t Σ z_u`` keeps every z_v below
+  its largest side-neighbour, so the ascent is complete for any q.
 * ``harmonic`` — Laplace's equation with φ(start) = 1-current source and φ(goal) = sink:
   ``L φ = e_s − e_g`` on the goal's component, grounded at one cell per component (the
   injections sum to zero, so the grounded solution satisfies every equation). Minimiser of
@@ -63,7 +69,7 @@ import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 import torch
 
-from descentlab.planning.cache import per_map
+from descentlab.planning.cache import map_key, per_map
 
 SQRT2 = math.sqrt(2.0)
 # (di, dj) of the 8 moves; the first four are the side moves.
@@ -110,7 +116,7 @@ class GridGraph:
         self.adjacency = adj
         self.laplacian = (sp.diags(self.degree) - adj).tocsr()
         _, self.component = csgraph.connected_components(adj, directed=False)
-        self._screened: dict[float, Callable] = {}
+        self._screened: dict[tuple, Callable] = {}
         self._harmonic: Callable | None = None
         self._torch: dict = {}
 
@@ -123,14 +129,20 @@ class GridGraph:
         return a >= 0 and b >= 0 and self.component[a] == self.component[b]
 
     # ------------------------------------------------------------------ factorisations
-    def screened_solver(self, t: float) -> Callable[[np.ndarray], np.ndarray]:
-        """Cached solve of (I + tL) z = b. b (n, B) -> (n, B)."""
-        if t not in self._screened:
-            m = (sp.identity(self.n) + t * self.laplacian).tocsc()
-            lu = spla.splu(m, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                           options={"SymmetricMode": True})
-            self._screened[t] = lu.solve
-        return self._screened[t]
+    def screened_operator(self, t: float, cost: np.ndarray | None = None) -> sp.csr_matrix:
+        """diag(1 + cost) + tL (cost (n,) ≥ 0 per node, or None for 0), CSR."""
+        diag = sp.identity(self.n) if cost is None else sp.diags(1.0 + cost)
+        return (diag + t * self.laplacian).tocsr()
+
+    def screened_solver(self, t: float,
+                        cost: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """Cached solve of (diag(1 + cost) + tL) z = b. b (n, B) -> (n, B)."""
+        key = (t, None if cost is None else map_key(cost))
+        if key not in self._screened:
+            lu = spla.splu(self.screened_operator(t, cost).tocsc(), permc_spec="MMD_AT_PLUS_A",
+                           diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+            self._screened[key] = lu.solve
+        return self._screened[key]
 
     def harmonic_solver(self) -> Callable[[np.ndarray], np.ndarray]:
         """Cached solve of L φ = b grounded at one node per component (φ = 0 there)."""
@@ -151,18 +163,30 @@ class GridGraph:
             self._harmonic = solve
         return self._harmonic
 
-    def torch_operator(self, t: float | None, device) -> torch.Tensor:
-        """The operator (I + tL), or L for t None, as a torch sparse CSR matrix (float64)."""
-        key = (t, str(device))
+    def torch_operator(self, t: float | None, device,
+                       cost: np.ndarray | None = None) -> torch.Tensor:
+        """The operator diag(1 + cost) + tL, or L for t None, as a torch sparse CSR matrix
+        (float64)."""
+        key = (t, str(device), None if cost is None else map_key(cost))
         if key not in self._torch:
-            m = self.laplacian if t is None else (sp.identity(self.n) + t * self.laplacian)
-            m = m.tocsr()
+            m = self.laplacian.tocsr() if t is None else self.screened_operator(t, cost)
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
                 self._torch[key] = torch.sparse_csr_tensor(
                     torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
                     torch.from_numpy(m.data), size=m.shape, dtype=torch.float64, device=device)
         return self._torch[key]
+
+
+def node_cost(graph: GridGraph, prob: np.ndarray, risk: float) -> np.ndarray | None:
+    """The state cost ``risk`` × obstacle probability at each node of ``graph``. prob (H, W)
+    float in [0, 1] (the map the graph was built from, thresholded). (n,), or None where it
+    is 0 everywhere (binary maps, ``risk`` 0)."""
+    if risk <= 0:
+        return None
+    cost = risk * np.clip(np.asarray(prob, dtype=np.float64)[graph.cells[:, 0], graph.cells[:, 1]],
+                          0.0, 1.0)
+    return cost if cost.any() else None
 
 
 def graph_for(occ: np.ndarray) -> GridGraph:
@@ -227,7 +251,8 @@ class Potential:
 
 
 def _solve_screened(graph: GridGraph, goals: np.ndarray, starts: np.ndarray, t: float,
-                    solver: str, device, x0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                    solver: str, device, x0: np.ndarray | None,
+                    cost: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """log z per problem, t escalated per problem until z(start) is representable.
 
     goals, starts (B,) nodes -> (values (B, n), t per problem (B,))."""
@@ -242,10 +267,10 @@ def _solve_screened(graph: GridGraph, goals: np.ndarray, starts: np.ndarray, t: 
         rhs[goals[todo], np.arange(len(todo))] = 1.0
         tt = float(ts[todo[0]])
         if solver == "direct":
-            z = graph.screened_solver(tt)(rhs)  # (n, B')
+            z = graph.screened_solver(tt, cost)(rhs)  # (n, B')
             floor = TINY
         else:
-            op = graph.torch_operator(tt, device)
+            op = graph.torch_operator(tt, device, cost)
             guess = None if x0 is None else torch.as_tensor(np.exp(x0[todo].T), device=device)
             zt, _ = conjugate_gradient(op, torch.as_tensor(rhs, device=device), guess)
             z = zt.cpu().numpy()
@@ -283,10 +308,12 @@ SOLVERS = ("auto", "direct", "cg")
 
 def solve_potential(graph: GridGraph, starts: np.ndarray, goals: np.ndarray,
                     kind: str = "screened", screening: float = 16.0, solver: str = "auto",
-                    device="cpu", warm: np.ndarray | None = None) -> Potential:
+                    device="cpu", warm: np.ndarray | None = None,
+                    cost: np.ndarray | None = None) -> Potential:
     """The potential of each problem (start, goal nodes (B,)) on one map.
 
     ``warm`` (B, n) previous values (same kind) warm-start the ``cg`` solver (replans).
+    ``cost`` (n,) ≥ 0: the screened potential's state cost per node (module docstring).
     """
     if kind not in POTENTIALS:
         raise ValueError(f"unknown potential {kind!r}; choose from {POTENTIALS}")
@@ -298,8 +325,10 @@ def solve_potential(graph: GridGraph, starts: np.ndarray, goals: np.ndarray,
     starts = np.asarray(starts, dtype=np.int64)
     goals = np.asarray(goals, dtype=np.int64)
     if kind == "screened":
-        vals, ts = _solve_screened(graph, goals, starts, screening, solver, device, warm)
+        vals, ts = _solve_screened(graph, goals, starts, screening, solver, device, warm, cost)
     else:
+        if cost is not None and cost.any():
+            raise ValueError("a state cost needs the screened potential (harmonic has none)")
         vals, ts = _solve_harmonic(graph, goals, starts, solver, device, warm), \
             np.full(len(goals), np.inf)
     vals = np.concatenate([vals, np.full((len(goals), 1), -np.inf)], 1)  # sentinel column
@@ -356,8 +385,10 @@ def ascend(graph: GridGraph, values: np.ndarray, starts: np.ndarray,
 
 def route_potential(graph: GridGraph, starts, goals, kind: str = "screened",
                     screening: float = 4.0, solver: str = "auto", device="cpu",
-                    warm: np.ndarray | None = None) -> tuple[list[Route], Potential | None]:
+                    warm: np.ndarray | None = None, cost: np.ndarray | None = None
+                    ) -> tuple[list[Route], Potential | None]:
     """Routes for problems (start, goal cells) on one map: solve, then ascend.
+    ``cost`` (n,): the state cost per node (:func:`node_cost`), or None.
 
     Unreachable problems (different components, or an endpoint on an obstacle) get a Route
     with ``reached`` False and reason "unreachable" and are not solved.
@@ -371,7 +402,7 @@ def route_potential(graph: GridGraph, starts, goals, kind: str = "screened",
     if ok.any():
         idx = np.flatnonzero(ok)
         pot = solve_potential(graph, s_nodes[idx], g_nodes[idx], kind, screening, solver,
-                              device, None if warm is None else warm[idx])
+                              device, None if warm is None else warm[idx], cost)
         for i, r in zip(idx, ascend(graph, pot.values, s_nodes[idx], g_nodes[idx])):
             routes[i] = r
     return routes, pot

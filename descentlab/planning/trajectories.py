@@ -1,8 +1,8 @@
 """Initial trajectories and arc-length resampling. All tensors are (N, T, 2), row/column.
 
 Initialisations are a registry (``INITS``), one signature:
-``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) bool, generator, cfg)
--> (B, K, T, 2)``. ``SEEDED`` names the inits that return complete cell routes (start to goal,
+``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) obstacle probability,
+generator, cfg) -> (B, K, T, 2)`` (a cell is a wall at probability ≥ 0.5). ``SEEDED`` names the inits that return complete cell routes (start to goal,
 legal moves): the planner refines those at their own length and falls back to the route
 where refinement breaks validity; the others are guesses that coarse-to-fine descent shapes.
 """
@@ -95,26 +95,36 @@ def init_astar(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.
 
     routes = []
     for s, g in zip(start.tolist(), goal.tolist()):
-        res = astar(occ, (round(s[0]), round(s[1])), (round(g[0]), round(g[1])))
+        res = astar(np.asarray(occ) >= 0.5, (round(s[0]), round(s[1])), (round(g[0]), round(g[1])))
         if res is None:
             raise ValueError(f"goal {tuple(g)} is unreachable from {tuple(s)}")
         routes.append(res.cells)
     return routes_tensor(routes, start.dtype, start.device)
 
 
+def potential_routes(occ: np.ndarray, starts, goals, cfg=None, device="cpu") -> list:
+    """The potential's routes (potential.Route) for cell problems on obstacle probabilities
+    occ (H, W): walls at ≥ 0.5; kind, screening, solver and the state cost ``risk`` × the
+    probability of each free cell from ``cfg`` (a PlannerConfig)."""
+    from descentlab.planning.potential import graph_for, node_cost, route_potential
+
+    occ = np.asarray(occ)
+    graph = graph_for(occ >= 0.5)
+    if cfg is None:
+        return route_potential(graph, starts, goals, device=device)[0]
+    return route_potential(graph, starts, goals, kind=cfg.potential, screening=cfg.screening,
+                           solver=cfg.solver, device=device,
+                           cost=node_cost(graph, occ, cfg.risk))[0]
+
+
 def init_potential(start, goal, n_starts, n_waypoints, occ, gen, cfg=None) -> torch.Tensor:
     """Steepest ascent on the global potential (potential.py): a complete route, no search.
 
-    The potential's kind, screening and solver come from ``cfg`` (a PlannerConfig). Raises
-    ValueError if a goal is unreachable. -> (B, 1, L, 2).
+    The potential's kind, screening, solver and state cost come from ``cfg`` (a
+    PlannerConfig). Raises ValueError if a goal is unreachable. -> (B, 1, L, 2).
     """
-    from descentlab.planning.potential import graph_for, route_potential
-
-    kw = {} if cfg is None else dict(kind=cfg.potential, screening=cfg.screening,
-                                     solver=cfg.solver)
     cells = lambda x: [(round(a), round(b)) for a, b in x.tolist()]  # noqa: E731
-    routes, _ = route_potential(graph_for(occ), cells(start), cells(goal), device=start.device,
-                                **kw)
+    routes = potential_routes(occ, cells(start), cells(goal), cfg, start.device)
     for r, g in zip(routes, cells(goal)):
         if not r.reached:
             raise ValueError(f"goal {g} is unreachable from {tuple(r.cells[0])}: {r.reason}")

@@ -116,6 +116,61 @@ def test_screened_potential_matches_a_direct_sparse_solve_and_cg():
     assert 0 < iters < 2000
 
 
+def test_a_state_cost_keeps_the_ascent_complete_and_matches_a_direct_solve():
+    # (diag(1 + q) + tL) z = e_g: the route still reaches every reachable goal for arbitrary
+    # costs, and the direct and CG solves agree with an independent assembly
+    for seed, occ in enumerate([random_map(40, 40, 0.3, 1).occ, maze(12, 2), rooms(41, 9, 3)]):
+        graph = GridGraph(occ)
+        cost = np.random.default_rng(seed).random(graph.n) * 20
+        starts, goals = _free_pairs(occ, 12, seed)
+        routes, _ = route_potential(graph, starts, goals, cost=cost)
+        for s, g, r in zip(starts, goals, routes):
+            assert r.reached == (astar(occ, s, g) is not None), (seed, s, g, r.reason)
+            if r.reached:
+                assert invalid_reason(occ, r.cells, s, g) is None
+    occ = random_map(30, 25, 0.25, seed=4).occ
+    graph = GridGraph(occ)
+    cost = np.random.default_rng(0).random(graph.n) * 3
+    goal = int(np.flatnonzero(graph.component == np.bincount(graph.component).argmax())[0])
+    b = np.zeros(graph.n)
+    b[goal] = 1.0
+    z_ref = spla.spsolve((sp.diags(1.0 + cost) + 2.0 * graph.laplacian).tocsc(), b)
+    pot = solve_potential(graph, np.array([goal]), np.array([goal]), "screened", 2.0, "direct",
+                          cost=cost)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(pot.values[0, :-1], np.log(z_ref), rtol=1e-9, atol=1e-9)
+    zt, _ = conjugate_gradient(graph.torch_operator(2.0, "cpu", cost),
+                               torch.as_tensor(b[:, None]), tol=1e-13)
+    np.testing.assert_allclose(zt[:, 0].numpy(), z_ref, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="screened"):
+        solve_potential(graph, np.array([goal]), np.array([goal]), "harmonic", cost=cost)
+
+
+def test_risk_routes_keep_to_cells_believed_free():
+    # two equally long corridors round a block; the one believed less free (probability
+    # 0.4, an unseen cell on a navigator's estimate) is avoided, whichever of the two it is
+    from descentlab.core.config import ConfigError
+    from descentlab.planning.trajectories import potential_routes
+
+    prob = np.zeros((7, 11), dtype=np.float32)
+    prob[2:5, 2:9] = 1.0  # the block
+    start, goal = (3, 0), (3, 10)
+    for risk in (5.0, 10.0):
+        cfg = dataclasses.replace(PRESETS["nav"], risk=risk)
+        for unseen, avoid, take in ((slice(0, 2), slice(0, 2), slice(5, 7)),
+                                    (slice(5, 7), slice(5, 7), slice(0, 2))):
+            est = prob.copy()
+            est[unseen] = 0.4
+            (route,) = potential_routes(est, [start], [goal], cfg)
+            rows = route.cells[:, 0]
+            assert route.reached and invalid_reason(est >= 0.5, route.cells, start, goal) is None
+            assert not ((rows >= avoid.start) & (rows < avoid.stop)).any()
+            assert ((rows >= take.start) & (rows < take.stop)).any()
+    with pytest.raises(ConfigError, match="screened") as err:
+        dataclasses.replace(PRESETS["nav"], potential="harmonic")
+    assert err.value.where == "PlannerConfig.risk"
+
+
 def test_harmonic_potential_solves_the_grounded_laplace_system():
     occ = random_map(20, 20, 0.2, seed=2).occ
     graph = GridGraph(occ)
