@@ -56,8 +56,9 @@ class DistanceField:
         # the interpolated field's error is below half a fine cell
         self.error = 0.5 / upsample
         off = torch.arange(-1, 2, device=self.blocked.device)
-        self._steps = torch.cartesian_prod(off, off)  # (9, 2) the 3x3 cells, row-major
-        self._offsets = self._steps[:, 0] * self.blocked_width + self._steps[:, 1]  # flat (9,)
+        self._off3 = off  # (3,) the rows (columns) of the 3x3 around a cell
+        steps = torch.cartesian_prod(off, off)  # (9, 2) the 3x3 cells, row-major
+        self._offsets = steps[:, 0] * self.blocked_width + steps[:, 1]  # flat (9,)
 
     @property
     def grid(self) -> torch.Tensor:
@@ -137,18 +138,22 @@ class DistanceField:
         h, w = self.height + 2 * q, self.blocked_width
         cell = torch.floor(flat + 0.5).long()  # (N, 2) the cell containing each point
         ci, cj = cell[:, 0].add(q).clamp_(1, h - 2), cell[:, 1].add(q).clamp_(1, w - 2)
-        centre = ((torch.stack([ci, cj], 1) - q)[:, None, :] + self._steps).to(flat.dtype)
         blocked = self.blocked[(ci * w + cj)[:, None] + self._offsets]  # (N, 9) of the 3x3
-        delta = flat[:, None, :] - centre  # (N, 9, 2)
-        e = torch.relu(delta.abs() - 0.5)  # per-axis distance to each box
-        e2 = (e * e).sum(-1)  # (N, 9)
+        # per axis, the offset of the point from the three rows (columns) of boxes
+        delta = (flat - (torch.stack([ci, cj], 1) - q).to(flat.dtype))[:, :, None] \
+            - self._off3.to(flat.dtype)  # (N, 2, 3)
+        e = torch.relu(delta.abs() - 0.5)  # per-axis distance to each row (column) of boxes
+        e_sq = e * e
+        e2 = (e_sq[:, 0, :, None] + e_sq[:, 1, None, :]).reshape(-1, 9)  # (N, 9) squared
         in_obstacle = blocked[:, 4]
         # free points: distance to the blocked boxes; points in obstacles: to the free ones
-        d2, k = e2.masked_fill_(blocked ^ in_obstacle[:, None].logical_not(), float("inf")).min(1)
+        d2, k = e2.masked_fill_(blocked == in_obstacle[:, None], float("inf")).min(1)  # (N,)
         d = d2.sqrt()
         inside = in_obstacle | (d == 0)
         exact = (d > 0) & torch.where(in_obstacle, d <= 1.0, d < 0.5)
-        toward = (e * torch.sign(delta)).gather(1, k[:, None, None].expand(-1, 1, 2))[:, 0]
+        signed = e * torch.sign(delta)  # (N, 2, 3) from the box towards the point, per axis
+        toward = torch.stack([signed[:, 0].gather(1, (k // 3)[:, None])[:, 0],
+                              signed[:, 1].gather(1, (k % 3)[:, None])[:, 0]], 1)  # (N, 2)
         sign = 1.0 - 2.0 * in_obstacle.to(flat.dtype)  # (N,) +1 free, −1 in an obstacle
         grad = toward * (sign / d.clamp_min(1e-12))[:, None]
         return d * sign, grad, exact, inside
