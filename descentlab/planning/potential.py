@@ -75,6 +75,7 @@ SQRT2 = math.sqrt(2.0)
 # (di, dj) of the 8 moves; the first four are the side moves.
 MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)])
 MOVE_LENGTH = np.array([1.0] * 4 + [SQRT2] * 4)
+MOVE_INDEX = {(int(di), int(dj)): k for k, (di, dj) in enumerate(MOVES)}
 SCREENING_LADDER = 4.0  # factor by which t grows where z underflows at a start
 TINY = 1e-280  # below this a screened value is treated as underflowed (direct solver)
 
@@ -100,19 +101,22 @@ class GridGraph:
         self.cells = np.argwhere(free)  # (n, 2), row-major = node order
         padded = np.full((h + 2, w + 2), self.n, dtype=np.int64)  # off-map -> illegal
         padded[1:-1, 1:-1] = np.where(free, self.index, self.n)
-        r, c = self.cells[:, 0] + 1, self.cells[:, 1] + 1
-        moves = np.stack([padded[r + di, c + dj] for di, dj in MOVES], 1)  # (n, 8)
+        # the node reached by each move, read off shifted views of the padded index
+        shifted = [padded[1 + di:h + 1 + di, 1 + dj:w + 1 + dj][free] for di, dj in MOVES]
+        moves = np.stack(shifted, 1)  # (n, 8)
+        legal = moves < self.n
         for k in range(4, 8):  # a diagonal needs both side cells free (no corner cutting)
             di, dj = MOVES[k]
-            ok = (padded[r + di, c] < self.n) & (padded[r, c + dj] < self.n)
-            moves[:, k] = np.where(ok, moves[:, k], self.n)
+            side = legal[:, MOVE_INDEX[(di, 0)]] & legal[:, MOVE_INDEX[(0, dj)]]
+            moves[:, k] = np.where(side, moves[:, k], self.n)
         self.moves = moves
-        src = np.repeat(np.arange(self.n), 4)
-        dst = moves[:, :4].reshape(-1)
-        keep = dst < self.n
-        adj = sp.csr_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])),
+        # CSR rows in node (row-major) order: up, left, right, down are already sorted
+        side4 = moves[:, [0, 2, 3, 1]]  # (n, 4)
+        keep = side4 < self.n
+        self.degree = keep.sum(1).astype(np.float64)  # (n,)
+        indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
+        adj = sp.csr_matrix((np.ones(int(keep.sum())), side4[keep], indptr),
                             shape=(self.n, self.n))
-        self.degree = np.asarray(adj.sum(1)).ravel()  # (n,)
         self.adjacency = adj
         self.laplacian = (sp.diags(self.degree) - adj).tocsr()
         _, self.component = csgraph.connected_components(adj, directed=False)
