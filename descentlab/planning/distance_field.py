@@ -90,8 +90,9 @@ class DistanceField:
         Near obstacles it is exact: a point in a free cell within 0.5 of a blocked square has
         that square among its cell's 8 neighbours, so the distance there is the smallest
         point-to-box distance over those 9 cells (no upsampling error, which matters for
-        margins below 0.5/upsample). Elsewhere (farther out, or inside obstacles) the
-        interpolated field is used, read only at those points."""
+        margins below 0.5/upsample); inside obstacles likewise within 1.0 of a free square
+        (:meth:`_exact`). Elsewhere (farther out, deeper in, off the map) the interpolated
+        field is used, read only at those points."""
         flat = points.reshape(-1, 2)  # (N, 2)
         val, grad, exact, _ = self._exact(flat)
         rest = (~exact).nonzero()[:, 0]

@@ -506,8 +506,7 @@ def _length_chunks(starts, goals, cfg: PlannerConfig,
         return [list(range(len(starts)))], None
     cells = None
     if cfg.init == "potential" and occ is not None:
-        routes = potential_routes(np.clip(np.asarray(occ, dtype=np.float32), 0.0, 1.0),
-                                  [tuple(map(int, np.round(a))) for a in starts],
+        routes = potential_routes(occ, [tuple(map(int, np.round(a))) for a in starts],
                                   [tuple(map(int, np.round(b))) for b in goals], cfg)
         cells = [r.cells for r in routes]
         length = np.array([cell_path_length(c) if len(c) > 1 else 0.0 for c in cells])

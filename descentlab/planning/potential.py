@@ -143,6 +143,7 @@ class GridGraph:
         """Cached solve of (diag(1 + cost) + tL) z = b. b (n, B) -> (n, B)."""
         key = (t, None if cost is None else map_key(cost))
         if key not in self._screened:
+            _forget_other_costs(self._screened, key)
             lu = spla.splu(self.screened_operator(t, cost).tocsc(), permc_spec="MMD_AT_PLUS_A",
                            diag_pivot_thresh=0.0, options={"SymmetricMode": True})
             self._screened[key] = lu.solve
@@ -173,6 +174,7 @@ class GridGraph:
         (float64)."""
         key = (t, str(device), None if cost is None else map_key(cost))
         if key not in self._torch:
+            _forget_other_costs(self._torch, key)
             m = self.laplacian.tocsr() if t is None else self.screened_operator(t, cost)
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
@@ -180,6 +182,16 @@ class GridGraph:
                     torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
                     torch.from_numpy(m.data), size=m.shape, dtype=torch.float64, device=device)
         return self._torch[key]
+
+
+def _forget_other_costs(cache: dict, key: tuple) -> None:
+    """Before caching ``key`` (…, cost key last): drop the entries with the same leading
+    fields and another state cost. Costs follow a navigator's estimate, which changes at
+    every replan while its walls (the graph) may not, so one per setting is kept."""
+    if key[-1] is None:
+        return
+    for old in [k for k in cache if k[:-1] == key[:-1] and k[-1] is not None]:
+        del cache[old]
 
 
 def node_cost(graph: GridGraph, prob: np.ndarray, risk: float) -> np.ndarray | None:

@@ -2,9 +2,10 @@
 
 Initialisations are a registry (``INITS``), one signature:
 ``init(start (B,2), goal (B,2), n_starts, n_waypoints, occ (H, W) obstacle probability,
-generator, cfg) -> (B, K, T, 2)`` (a cell is a wall at probability ≥ 0.5). ``SEEDED`` names the inits that return complete cell routes (start to goal,
-legal moves): the planner refines those at their own length and falls back to the route
-where refinement breaks validity; the others are guesses that coarse-to-fine descent shapes.
+generator, cfg) -> (B, K, T, 2)`` (a cell is a wall at probability ≥ 0.5). ``SEEDED`` names
+the inits that return complete cell routes (start to goal, legal moves): the planner refines
+those at their own length and falls back to the route where refinement breaks validity; the
+others are guesses that coarse-to-fine descent shapes.
 """
 
 from __future__ import annotations

@@ -144,6 +144,14 @@ def test_a_state_cost_keeps_the_ascent_complete_and_matches_a_direct_solve():
     np.testing.assert_allclose(zt[:, 0].numpy(), z_ref, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="screened"):
         solve_potential(graph, np.array([goal]), np.array([goal]), "harmonic", cost=cost)
+    # a graph keeps one factorisation per t with a cost (a navigator's costs change at every
+    # replan while its walls may not), beside the cost-free one
+    graph.screened_solver(2.0)
+    for scale in (1.0, 2.0, 3.0):
+        graph.screened_solver(2.0, cost * scale)
+        graph.torch_operator(2.0, "cpu", cost * scale)
+    assert sorted(k[1] is None for k in graph._screened) == [False, True]
+    assert sum(k[2] is not None for k in graph._torch) == 1
 
 
 def test_risk_routes_keep_to_cells_believed_free():
