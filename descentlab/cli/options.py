@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 import typing
 from typing import Any, TypeVar
 
-from descentlab.core.config import field_choices, field_default
+from descentlab.core.config import field_choices, field_default, strip_optional
 
 C = TypeVar("C")
 
 
 def _scalar_type(tp: Any) -> Any:
-    """Strip Optional[...] / X | None to the underlying scalar type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return tp
+    """Strip Optional[...] / X | None to the underlying scalar type (str for a union)."""
+    return strip_optional(tp) or str
 
 
 def _bool(text: str) -> bool:

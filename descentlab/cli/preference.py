@@ -99,11 +99,11 @@ def run_train(args: argparse.Namespace) -> dict:
                         eval_data=eval_rows, ref_model=ref_model, out_dir=out,
                         resume=args.resume, extend=args.extend, accelerator=acc,
                         model_source=source,
-                        settings={f"tiny_{k}": v for k, v in dataclasses.asdict(tiny).items()}
-                        if args.model == "tiny" else None)
+                        settings={**({f"tiny_{k}": v for k, v in dataclasses.asdict(tiny).items()}
+                                     if args.model == "tiny" else {}),
+                                  **({"reward": onp.reward} if args.onpolicy else {})} or None)
     model_dir = save_pretrained(res.model, tok, out / "model", acc)
-    final = res.history[-1] if res.history else {}
-    summary = {"steps": res.step, **{k: final[k] for k in SUMMARY_KEYS if k in final}}
+    summary = _summary(res)
     figure = plot_training(res.history, out / "training.png",
                            title=f"{pref.loss} ({'on-policy' if args.onpolicy else 'offline'})"
                            ) if acc.is_main_process else None
@@ -173,16 +173,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_experiments(psub)
 
 
+def _summary(res) -> dict:
+    """The steps and the last logged :data:`SUMMARY_KEYS` of a training result."""
+    final = res.history[-1] if res.history else {}
+    return {"steps": res.step, **{k: final[k] for k in SUMMARY_KEYS if k in final}}
+
+
 def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     """Offline DPO and on-policy PDPO on the synthetic separable task, tiny GPT-2 (~1 min)."""
-    import torch
+    from descentlab.core.seeding import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                 # a tiny GPT-2 runs fastest on one thread
-    try:
+    with torch_threads():                    # a tiny GPT-2 runs fastest on one thread
         return _demo(Path(out_dir), args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
@@ -207,9 +209,7 @@ def _demo(out_dir: Path, args: argparse.Namespace) -> dict:
         res = train(model, tok, rows, name, preset="tiny", seed=args.seed, device=device,
                     out_dir=out_dir / name, **kw)
         model_dir = save_pretrained(res.model, tok, out_dir / name / "model")
-        final = res.history[-1] if res.history else {}
-        runs[name] = {"summary": {"steps": res.step,
-                                  **{k: final[k] for k in SUMMARY_KEYS if k in final}},
+        runs[name] = {"summary": _summary(res),
                       "figures": [str(plot_training(res.history, out_dir / name /
                                                     "training.png", title=title))],
                       "model": str(model_dir), "history": res.history}
@@ -239,9 +239,7 @@ def run_experiment(args: argparse.Namespace) -> dict:
     over seeds). The tiny models run on one thread on CPU (fastest, least contention)."""
     import importlib
 
-    import torch
-
-    from descentlab.core.seeding import resolve_device, seed_everything
+    from descentlab.core.seeding import resolve_device, seed_everything, torch_threads
     from descentlab.core.table import fmt
     from descentlab.preference.experiments import EXPERIMENTS
 
@@ -249,14 +247,9 @@ def run_experiment(args: argparse.Namespace) -> dict:
     cfg = config_from_args(mod.Config, args, base=mod.Config(**mod.QUICK) if args.quick else None)
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(device):
         extra = {"resume": args.resume} if getattr(mod, "RESUMABLE", False) else {}
         result = mod.run(cfg, Path(args.out), seed=args.seed, device=device, **extra)
-    finally:
-        torch.set_num_threads(threads)
     several = len(result["seeds"]) > 1
     rows = [{"loss": name, **{f: f"{fmt(e[f])} ± {fmt(e[f + '_std'])}" if several else e[f]
                               for f in mod.TABLE_FIELDS}}

@@ -94,14 +94,21 @@ _SCALARS = {int: (int, np.integer), float: (int, float, np.integer, np.floating)
             bool: (bool, np.bool_), str: (str,)}
 
 
+def strip_optional(tp: Any) -> Any:
+    """``X`` of ``Optional[X]`` / ``X | None``; None for a union of several types; any other
+    type unchanged."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else None
+    return tp
+
+
 @functools.lru_cache(maxsize=None)
 def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
     """Per field: (the scalar type its values must have or None, whether it is a tuple)."""
     out = {}
     for name, tp in typing.get_type_hints(cls).items():
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = args[0] if len(args) == 1 else None
+        tp = strip_optional(tp)
         many = typing.get_origin(tp) in (tuple, list)
         if many:
             tp = (typing.get_args(tp) or (None,))[0]

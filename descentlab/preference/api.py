@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from descentlab.preference.data import load_pairs, validate_row
+from descentlab.preference.data import check_rows, load_pairs, validate_row
 from descentlab.preference.losses import LOSSES, LossParams
 from descentlab.preference.offline import PRESETS, PrefConfig, PrefTrainConfig, PrefTrainResult
 from descentlab.preference.onpolicy import OnPolicyConfig
@@ -52,13 +52,8 @@ def _rows(data: Any, what: str, *, require_responses: bool) -> list[dict] | None
         return None
     if isinstance(data, (str, os.PathLike)):
         return load_pairs(data, require_responses=require_responses)
-    rows = [validate_row(r, f"{what}[{i}]", require_responses=require_responses)
-            for i, r in enumerate(data)]
-    if not rows:
-        from descentlab.core.errors import InputError
-
-        raise InputError("no rows", where=what)
-    return rows
+    return check_rows([validate_row(r, f"{what}[{i}]", require_responses=require_responses)
+                       for i, r in enumerate(data)], what)
 
 
 def _device_of(model: Any):
@@ -110,9 +105,8 @@ def train(model: Any, tokenizer: Any, data: str | os.PathLike | Sequence[dict],
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     opts = _split_options(options)
     pref = pref or PrefConfig()
-    on = onpolicy is not None or (loss is not None and LOSSES.get(loss) is not None
-                                  and LOSSES[loss].onpolicy)
-    if loss is None and onpolicy is not None and not LOSSES[pref.loss].onpolicy:
+    on = onpolicy is not None
+    if loss is None and on and not LOSSES[pref.loss].onpolicy:
         loss = "pdpo"
     pref = dataclasses.replace(pref, **opts[PrefConfig], **({"loss": loss} if loss else {}))
     on = on or LOSSES[pref.loss].onpolicy
@@ -137,7 +131,14 @@ def train(model: Any, tokenizer: Any, data: str | os.PathLike | Sequence[dict],
         return train_offline(model, tokenizer, rows, **common)
     fn = load_reward(reward or onp.reward, acc.device) if reward is None or isinstance(
         reward, str) else reward
-    extra = {"reward": reward if isinstance(reward, str) else
-             getattr(fn, "__qualname__", type(fn).__name__) if reward is not None else onp.reward}
+    extra = {"reward": onp.reward if reward is None else
+             reward if isinstance(reward, str) else _reward_name(fn)}
     return train_onpolicy(model, tokenizer, [r["prompt"] for r in rows], onp=onp, reward=fn,
                           **{**common, "settings": {**extra, **(settings or {})}})
+
+
+def _reward_name(fn) -> str:
+    """``module:qualname`` of a reward callable (of its class for a callable object): what a
+    resume compares when the caller gives the function itself."""
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{named.__module__}:{named.__qualname__}"

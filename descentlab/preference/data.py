@@ -102,11 +102,17 @@ def load_pairs(path: str | os.PathLike, *, require_responses: bool = True) -> li
         for lineno, row in read_jsonl(p):
             rows.append(validate_row(row, f"{p} row {lineno}",
                                      require_responses=require_responses))
+    return check_rows(rows, p)
+
+
+def check_rows(rows: list[dict], where) -> list[dict]:
+    """The checks on a whole set of validated rows: not empty, and not a mix of plain-text
+    and conversational prompts. Returns ``rows``."""
     if not rows:
-        raise InputError("no rows", where=p)
+        raise InputError("no rows", where=where)
     kinds = {isinstance(r["prompt"], list) for r in rows}
     if len(kinds) > 1:
-        raise InputError("mixes plain-text and conversational rows", where=p)
+        raise InputError("mixes plain-text and conversational rows", where=where)
     return rows
 
 
@@ -257,14 +263,19 @@ class TokenizedPairs:
 
     def fingerprint(self) -> str:
         """sha256 of the token ids (keys the reference log-prob cache)."""
-        import hashlib
+        return ids_fingerprint(self.prompt, self.chosen, self.rejected)
 
-        h = hashlib.sha256()
-        for part in (self.prompt, self.chosen, self.rejected):
-            for ids in part:
-                h.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
-                h.update(b"|")
-        return h.hexdigest()
+
+def ids_fingerprint(*parts: list[list[int]]) -> str:
+    """sha256 of lists of token-id sequences (int64 bytes, each sequence ended by ``|``)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        for ids in part:
+            h.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+            h.update(b"|")
+    return h.hexdigest()
 
 
 def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,

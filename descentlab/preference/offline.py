@@ -139,17 +139,14 @@ def fit_context(model: torch.nn.Module, pref: PrefConfig, reserve: int = 0
     ``context``: None when the model's config names none."""
     context = context_length(model)
     room = None if context is None else context - reserve
+    if room is not None and room < 2:  # (an explicit max_length is at least 2)
+        raise InputError(f"the model's context ({context} positions) leaves no room for a "
+                         f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
     if pref.max_length is None:
         length = DEFAULT_MAX_LENGTH if room is None else min(DEFAULT_MAX_LENGTH, room)
         pref = dataclasses.replace(pref, max_length=length)
     if room is None or pref.max_length <= room:
-        if pref.max_length < 2:
-            raise InputError(f"the model's context ({context} positions) leaves no room for a "
-                             f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
         return pref, context
-    if room < 2:
-        raise InputError(f"the model's context ({context} positions) leaves no room for a "
-                         f"prompt besides {reserve} sampled tokens", where="max_new_tokens")
     warnings.warn(f"max_length {pref.max_length} exceeds the model's context ({context} "
                   f"positions{f' less {reserve} sampled tokens' if reserve else ''}): using "
                   f"max_length {context - reserve}", UserWarning, stacklevel=3)

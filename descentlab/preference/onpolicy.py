@@ -17,7 +17,6 @@ come from π itself: keep ``temperature=1`` and ``top_k=0`` (the defaults).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from descentlab.preference.data import (
     collate_pairs,
     collate_sequences,
     fit_prompts,
+    ids_fingerprint,
     require_chat_template,
     tokenize_prompt,
 )
@@ -131,17 +131,22 @@ def sample_pairs(model, tokenizer, prompt_ids: list[list[int]], cfg: OnPolicyCon
 
 def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPolicyConfig,
                            live_ref: Callable | None, max_length: int,
-                           max_prompt_length: int | None = None, truncation: str = "keep_end"
+                           max_prompt_length: int | None = None,
+                           prompt_ids: list[list[int]] | None = None
                            ) -> Callable[[int, int, BatchContext], dict]:
     """``batch_fn(step, micro, ctx)``: sample, score, label, attach reference log-probs.
 
-    Prompts are fitted by :func:`~descentlab.preference.data.fit_prompts` (``truncation``:
-    ``drop`` or ``keep_end``); what that did is ``batch_fn.truncation``.
+    Prompts (``prompt_ids``: already tokenized by :func:`tokenize_prompt`, else tokenized
+    here) keep their last ``max_prompt_length`` tokens
+    (:func:`~descentlab.preference.data.fit_prompts`, ``keep_end``: a prompt is never
+    dropped); what that did is ``batch_fn.truncation``.
     ``batch_fn.stats``: seconds spent in ``generate`` and tokens sampled so far (this
     process); ``sample/tokens`` per micro-batch is also a logged metric."""
-    prompt_ids, kept, report = fit_prompts(
-        [tokenize_prompt(tokenizer, p) for p in prompts], max_length=max_length,
-        max_prompt_length=max_prompt_length, truncation=truncation)
+    if prompt_ids is None:
+        prompt_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
+    prompt_ids, kept, report = fit_prompts(prompt_ids, max_length=max_length,
+                                           max_prompt_length=max_prompt_length,
+                                           truncation="keep_end")
     prompt_text = [prompts[k] if isinstance(prompts[k], str) else tokenizer.decode(ids)
                    for k, ids in zip(kept, prompt_ids)]
 
@@ -179,15 +184,6 @@ def make_onpolicy_batch_fn(prompts: list, tokenizer, reward: RewardFn, cfg: OnPo
     return batch_fn
 
 
-def prompts_fingerprint(tokenizer, prompts: list) -> str:
-    """sha256 of the prompts' token ids (the on-policy data, for resume)."""
-    h = hashlib.sha256()
-    for p in prompts:
-        h.update(torch.tensor(tokenize_prompt(tokenizer, p), dtype=torch.int64).numpy().tobytes())
-        h.update(b"|")
-    return h.hexdigest()
-
-
 def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params: LossParams,
                    onp: OnPolicyConfig, train_cfg: TrainConfig,
                    out_dir: str | os.PathLike | None, accelerator, reward: RewardFn,
@@ -213,9 +209,10 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
         require_chat_template(tokenizer)
     pref, context = fit_context(model, pref, reserve=onp.max_new_tokens)
     check_reward(reward, prompts[0] if prompts and isinstance(prompts[0], str) else "")
-    fp, every, eval_fn, eval_report = check_and_evaluate(
+    prompt_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
+    _, every, eval_fn, eval_report = check_and_evaluate(
         model, tokenizer, pref=pref, params=params,
-        data_fingerprint=prompts_fingerprint(tokenizer, prompts),
+        data_fingerprint=ids_fingerprint(prompt_ids),  # the on-policy data, for resume
         settings={**dataclasses.asdict(onp), **(settings or {})}, train_cfg=train_cfg,
         out_dir=out_dir, resume=resume, extend=extend, accelerator=accelerator,
         eval_rows=eval_rows, ref_model=ref_model, model_source=model_source)
@@ -226,7 +223,7 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
                                     accelerator.autocast)
     max_prompt = min(pref.max_prompt_length or pref.max_length // 2, pref.max_length)
     batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, pref.max_length,
-                                      max_prompt, "keep_end")
+                                      max_prompt, prompt_ids)
     scorer = SequenceScorer(model, pref.fused_head)
     res = train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
                 resume=resume, extend=extend, settings=every, accelerator=accelerator,

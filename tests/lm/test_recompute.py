@@ -118,10 +118,26 @@ def test_selective_recompute_saves_fewer_bytes_than_a_plain_backward():
     # kept: q, k, v, o, gate, up, down projections (mm) and the attention op
     names = sorted(str(op).split(".")[1] for op in kept)
     assert names.count("mm") == 7 and any("scaled_dot_product" in n for n in names), names
-    n_tok, h, kv, inter = 2 * 24, 32, 16, 80
-    selective = 4 * n_tok * (h + kv + kv + h + inter + inter + h + h)   # mm outputs + attn out
+    # what the selective region stores: the outputs of the ops its policy saves, measured on
+    # the same forward
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    selective = 0
+
+    class KeptBytes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            nonlocal selective
+            out = func(*args, **(kwargs or {}))
+            if recompute._policy(None, func) == torch.utils.checkpoint.CheckpointPolicy.MUST_SAVE:
+                selective += sum(t.untyped_storage().nbytes() for t in tree_leaves(out)
+                                 if isinstance(t, torch.Tensor))
+            return out
+
+    with KeptBytes():
+        run(x)
     print(f"bytes kept for backward: plain {plain}, selective {selective}")
-    assert selective < 0.6 * plain, (selective, plain)
+    assert 0 < selective < 0.6 * plain, (selective, plain)
 
 
 def test_eval_and_no_grad_forwards_are_unchanged():

@@ -188,3 +188,30 @@ def test_onpolicy_prompts_and_samples_fit_the_context():
                 loss="pdpo", preset="tiny", max_steps=1, batch_size=2, max_new_tokens=8)
     assert res.context == 40 and res.max_length == 32        # 40 positions − 8 sampled
     assert res.history[-1]["sample/tokens"] > 0
+
+
+def test_resume_refuses_another_reward_function_of_the_same_name(tmp_path):
+    import types
+
+    from descentlab.preference.oracles import good_words
+
+    twin = types.FunctionType(good_words.__code__, good_words.__globals__, "good_words")
+    twin.__module__ = "someone.elses.rewards"  # same name, another function
+    kw = dict(loss="pdpo", preset="tiny", max_steps=2, log_every=1, batch_size=4, seed=0,
+              max_new_tokens=4)
+    train(*tiny(), ROWS, reward=good_words, out_dir=tmp_path / "run", **kw)
+    with pytest.raises(InputError) as e:
+        train(*tiny(), ROWS, reward=twin, out_dir=tmp_path / "run", resume=True, **kw)
+    assert e.value.message == ("reward differs: checkpoint "
+                               "descentlab.preference.oracles:good_words, now "
+                               "someone.elses.rewards:good_words"), e.value.message
+
+
+def test_in_memory_rows_get_the_same_checks_as_a_file():
+    chat = {"prompt": [{"role": "user", "content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}]}
+    mixed = [ROWS[0], chat]
+    with pytest.raises(InputError) as e:
+        train(*tiny(), mixed, **BASE)
+    assert e.value.where == "data" and "mixes plain-text and conversational" in e.value.message

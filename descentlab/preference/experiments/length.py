@@ -282,8 +282,7 @@ def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
                              max_new_tokens=cfg.max_new_tokens)
         live = reference_scorer(model, lab.pi0, True, lab.device, contextlib.nullcontext)
         batch_fn = make_onpolicy_batch_fn(lab.train_prompts, tok, good_words, onp, live,
-                                          max_length=64, max_prompt_length=64,
-                                          truncation="keep_end")
+                                          max_length=64, max_prompt_length=64)
     else:
         batch_fn = indexed_batches(len(lab.train_pairs), lambda idx: collate_pairs(
             lab.train_pairs, idx, tok.pad_token_id, lab.ref_train))
