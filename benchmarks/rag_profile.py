@@ -16,8 +16,6 @@ import cProfile
 import dataclasses
 import time
 
-import numpy as np
-
 from descentlab.core.io import write_json
 from descentlab.core.seeding import torch_threads
 from descentlab.lm.tiny import build_tiny_model, tokenizer_for
@@ -58,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     indexes = {name: build_retriever("bm25", c) for name, c in (
         ("train", world.train_corpus), ("eval", world.eval_corpus), ("cf", world.cf_corpus))}
     cfg = dataclasses.replace(objective, **ARMS[args.arm])
+    full_steps = preset_configs("small")[2].max_steps  # what the real run trains per arm
     rows = []
     for n, threads in enumerate(args.threads):
         prof = cProfile.Profile() if args.profile and n == len(args.threads) - 1 else None
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"arm": args.arm, "steps": args.steps, "batch_size": train_cfg.batch_size,
               "settings": rows, **pad,
               "projected_minutes_per_seed": {
-                  str(r["threads"]): (r["ms_per_step"] * 1000 * len(ARMS) / 1000
+                  str(r["threads"]): (r["ms_per_step"] * full_steps * len(ARMS) / 1000
                                       + r["eval_seconds"] * len(ARMS)) / 60 for r in rows}}
     print({k: v for k, v in result.items() if k != "settings"})
     if args.json:
@@ -92,5 +91,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

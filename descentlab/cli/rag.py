@@ -1,6 +1,6 @@
 """``descentlab rag``: retrieval-augmented LM training (SPEC part E).
 
-Subcommands: ``experiment`` (the grounding experiment, presets tiny/small), ``merge``
+Subcommands: ``experiment`` (the grounding experiment at a preset size), ``merge``
 (experiment results of other seeds), ``index`` (a BM25 index of a corpus), ``search`` (query a
 saved index), ``train`` (a model on a corpus with one objective variant) and ``eval``
 (perplexity with/without retrieval, cloze QA from a probes file). Parsing and printing only:
@@ -205,10 +205,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = rs.add_parser("experiment", help="the grounding experiment: every variant, one budget",
                       description="Train one tiny GPT-2 per variant on synthetic biographies "
-                                  "and measure whether it follows the retrieved documents.")
+                                  "or Wikipedia lead summaries (--world) and measure whether "
+                                  "it follows the retrieved documents.")
     p.add_argument("--preset", choices=list(PRESETS), default="tiny",
-                   help="sizes: tiny (minutes, tests/demo) or small (the report) "
-                        "(default: %(default)s); flags below override it")
+                   help=f"sizes: {', '.join(PRESETS)} (docs/experiments/rag.md; "
+                        "default: %(default)s); flags below override it")
     p.add_argument("--out", default="rag-experiment", help="output folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue runs that have checkpoints")
     add_config_args(p, RagExperimentConfig)

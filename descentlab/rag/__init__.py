@@ -13,7 +13,7 @@ api (train / evaluate / search), experiment (the grounding experiment, presets),
 (the biography world), viz (figures).
 """
 
-import importlib
+from descentlab.core.lazy import lazy_exports
 
 # name -> module: imported on first use, so `import descentlab.rag` stays cheap.
 _EXPORTS = {
@@ -29,12 +29,4 @@ _EXPORTS = {
     "make_biographies": "synthetic", "make_probes": "synthetic", "Probe": "synthetic",
     "plot_experiment": "viz",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'descentlab.rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"descentlab.rag.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -164,9 +164,14 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
     from descentlab.rag.objective import RagData, suffix_loss
 
     tcfg = dataclasses.replace(train_config or TrainConfig(), seed=seed)
-    # what a resume must match besides the TrainConfig: the objective and the data
+    # what a resume must match besides the TrainConfig: the objective, the data and the
+    # retriever (its kind and parameters; closed_book never retrieves, so none)
+    retr = None
+    if retriever is not None and objective.variant != "closed_book":
+        retr = {"kind": type(retriever).__name__, **dict(getattr(retriever, "params", {}))}
     settings = {"objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
-                "targets": hashlib.sha256(np.packbits(trainable)).hexdigest()}
+                "targets": hashlib.sha256(np.packbits(trainable)).hexdigest(),
+                "retriever": retr}
     with quiet_libraries():
         data = RagData(corpus, trainable, tokenizer, retriever, objective, seed=seed,
                        max_length=_max_length(model))

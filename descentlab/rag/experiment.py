@@ -80,9 +80,6 @@ class RagExperimentConfig:
     def __post_init__(self) -> None:
         self.arms, self.seeds = tuple(self.arms), tuple(self.seeds)
         check_config(self)
-        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and float(s) == s
-                   and float(s).is_integer() for s in self.seeds):
-            raise field_error(self, "seeds", f"seeds must be whole numbers, got {self.seeds}")
         self.seeds = tuple(int(s) for s in self.seeds)
         if self.n_counterfactual > self.n_train_people:
             raise field_error(self, "n_counterfactual",

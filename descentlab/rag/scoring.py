@@ -29,7 +29,7 @@ import numpy as np
 
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
-from descentlab.rag.objective import build_sequence
+from descentlab.rag.objective import build_sequence, collate
 from descentlab.rag.retrieval import exclusion
 from descentlab.rag.synthetic import Probe
 
@@ -88,12 +88,11 @@ class Reader:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
-    def continuations(self, pairs: Sequence[tuple[str, str]], ends: Sequence[str] | None = None,
+    def continuations(self, pairs: Sequence[tuple[str, str]], ends: Sequence[str],
                       ) -> list[tuple[list[int], list[int]]]:
-        """``(prompt ids, ids of " value" + end)`` per ``(prompt, value)`` (``end``: "." by
-        default), split so that their concatenation is the tokenization of ``"prompt value"
-        + end`` (batched)."""
-        ends = ends if ends is not None else ["."] * len(pairs)
+        """``(prompt ids, ids of " value" + end)`` per ``(prompt, value)`` and ``end``, split
+        so that their concatenation is the tokenization of ``"prompt value" + end``
+        (batched)."""
         prompts = self.encode([p for p, _ in pairs])
         fulls = self.encode([f"{p} {v}{e}" for (p, v), e in zip(pairs, ends)])
         out = []
@@ -104,10 +103,9 @@ class Reader:
                 out.append((p, self.encode([f" {v}{e}"])[0]))
         return out
 
-    def continuation(self, prompt: str, value: str, end: str = ".",
-                     ) -> tuple[list[int], list[int]]:
-        """One ``(prompt ids, continuation ids)`` pair (see :meth:`continuations`)."""
-        return self.continuations([(prompt, value)], [end])[0]
+    def continuation(self, prompt: str, value: str) -> tuple[list[int], list[int]]:
+        """One ``(prompt ids, ids of " value.")`` pair (see :meth:`continuations`)."""
+        return self.continuations([(prompt, value)], ["."])[0]
 
     def score(self, seqs: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For ``(ids, start)`` pairs: Σ log p of tokens ``ids[start:]`` (N,), their count (N,),
@@ -124,16 +122,9 @@ class Reader:
         with torch.no_grad():
             for s in range(0, len(seqs), self.batch_size):
                 rows = order[s: s + self.batch_size]
-                T = max(len(seqs[r][0]) for r in rows)
-                ids = torch.full((len(rows), T), pad, dtype=torch.long)
-                attn = torch.zeros((len(rows), T), dtype=torch.long)
-                mask = torch.zeros((len(rows), T), dtype=torch.bool)
-                for b, r in enumerate(rows):
-                    x, start = seqs[r]
-                    ids[b, : len(x)] = torch.tensor(x)
-                    attn[b, : len(x)] = 1
-                    mask[b, start: len(x)] = True
-                ids, attn, mask = ids.to(self.device), attn.to(self.device), mask.to(self.device)
+                batch = collate([seqs[r] for r in rows], pad)
+                ids, attn, mask = (batch[k].to(self.device)
+                                   for k in ("input_ids", "attention_mask", "response_mask"))
                 logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
                 labels, m = ids[:, 1:], mask[:, 1:]  # (B, T-1): token t predicted at t-1
                 lp = logits.log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1)

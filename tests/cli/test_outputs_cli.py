@@ -1,4 +1,5 @@
-"""Every rag command and the demo x every bad output location: exit 2, one line, untouched.
+"""Every command that writes (rag, demo, plan, navigate, prefopt, the benches) x every bad
+output location: exit 2, one line, untouched.
 
 Also: argparse errors in one line, ``rag index`` never destroys what is at --out, a failed
 command leaves nothing behind, exit code 1 for "ran but failed".
@@ -14,8 +15,8 @@ from descentlab.cli import main as main_mod
 
 
 @pytest.fixture(autouse=True)
-def rag_and_demo_only(monkeypatch, tmp_path):
-    # Relative defaults (rag-experiment/, descentlab-out/) land in tmp_path.
+def in_tmp_path_quietly(monkeypatch, tmp_path):
+    # Relative defaults (rag-experiment/, descentlab-out/, ...) land in tmp_path; no bars.
     monkeypatch.setenv("DESCENTLAB_PROGRESS", "0")
     monkeypatch.chdir(tmp_path)
 

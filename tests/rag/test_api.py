@@ -127,11 +127,11 @@ def test_library_changes_no_global_state(monkeypatch):
     BM25Index(WORLD).search(["Ada"], 1)
     assert "JAX_PLATFORMS" not in os.environ
     bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    threads = torch.get_num_threads()
-    with quiet_libraries(), torch_threads("cpu", 1):
+    threads = torch.get_num_threads()  # 1: the suite's autouse fixture sets it
+    with quiet_libraries(), torch_threads("cpu", 2):
         assert not hf_logging.is_progress_bar_enabled()
         assert hf_logging.get_verbosity() == hf_logging.ERROR
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2 != threads
     assert hf_logging.is_progress_bar_enabled() == bars
     assert hf_logging.get_verbosity() == level and torch.get_num_threads() == threads
 
@@ -169,7 +169,7 @@ def test_run_experiment_prints_nothing_and_reports_through_log(tmp_path, monkeyp
     assert np.isfinite(res["variants"]["full"]["ppl_retrieval"])
 
 
-def test_resume_refuses_another_objective_or_corpus(tmp_path):
+def test_resume_refuses_another_objective_corpus_or_retriever(tmp_path):
     from descentlab.core.training import TrainConfig
     from descentlab.lm.tiny import TinyLMConfig
 
@@ -182,7 +182,9 @@ def test_resume_refuses_another_objective_or_corpus(tmp_path):
     again = train(corpus, objective=obj, resume=True, **kw)  # the same run: nothing to do
     assert again.steps == 2
     for changed in (dict(objective=RagObjectiveConfig(variant="full", k=2, context_tokens=40)),
-                    dict(objective=obj, corpus=corpus.subset(range(7)))):
+                    dict(objective=obj, corpus=corpus.subset(range(7))),
+                    dict(objective=obj, index=BM25Index(corpus, k1=1.2)),  # BM25 params
+                    dict(objective=obj, index=type("OtherIndex", (BM25Index,), {})(corpus))):
         args = {"corpus": corpus, **changed}
         with pytest.raises(InputError) as e:
             train(args.pop("corpus"), resume=True, **args, **kw)

@@ -16,7 +16,7 @@ THRESHOLD = 0.2  # EM difference on retrieval-only facts, reading arm - closed_b
 
 def _run(arms):
     res = run_experiment(*preset_configs("tiny", experiment={"arms": arms}))
-    return {a: v for a, v in res["variants"].items()}
+    return res["variants"]
 
 
 def test_leave_one_out_arm_of_the_tiny_preset_reads_its_passage():
