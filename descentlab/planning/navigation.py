@@ -112,7 +112,7 @@ class GradientNavigator:
     estimate refines the warm start alone (one trajectory, ``replan_iters`` Adam steps); one
     whose warm start is blocked (the reason to replan with ``replan=on_change``), or whose
     refinement was not valid, plans afresh. A blocked warm start is not refined: on arena2,
-    refining it first was valid 8 % of the time for 17 ms per replan, and as a second start
+    refining it first was valid 8 % of the time for 25 ms per replan, and as a second start
     beside the route it was valid 16 % and shorter than the route 4 % of the time on maze512
     while doubling the descent's cost.
     Fresh plans are made on the box around the bot and the goal grown by the
