@@ -45,14 +45,16 @@ class DistanceField:
         blocked = np.pad(self._occ, pad + 1, constant_values=True)
         self.blocked = torch.from_numpy(blocked).to(device).reshape(-1)  # padded, flat
         self.blocked_width = blocked.shape[1]
-        # cells with a blocked cell among their 3x3 (padded, flat): elsewhere every point of
-        # the cell is at least 0.5 from any obstacle square
+        # per cell (padded, flat): 0 = no blocked cell among its 3x3 (every point of the cell
+        # is at least 0.5 from any obstacle square), 1 = free with a blocked neighbour,
+        # 2 = blocked
         near = blocked.copy()
         near[1:] |= blocked[:-1]
         near[:-1] |= blocked[1:]
         near[:, 1:] |= near[:, :-1].copy()
         near[:, :-1] |= near[:, 1:].copy()
-        self.near_obstacle = torch.from_numpy(near).to(device).reshape(-1)
+        code = near.astype(np.uint8) + blocked
+        self._code = torch.from_numpy(code).to(device).reshape(-1)
         # the interpolated field's error is below half a fine cell
         self.error = 0.5 / upsample
         off = torch.arange(-1, 2, device=self.blocked.device)
@@ -69,16 +71,26 @@ class DistanceField:
                 self._occ, self.upsample, self.pad)).to(self.blocked.device)
         return self._grid
 
-    def near(self, points: torch.Tensor) -> torch.Tensor:
+    def near(self, points: torch.Tensor, within: float | None = None) -> torch.Tensor:
         """(N, 2) -> (N,) bool: the point's cell has a blocked cell among its 3x3. Where not,
         the point is at least 0.5 from every obstacle square (and the field says so up to
-        :attr:`error`)."""
+        :attr:`error`).
+
+        With ``within`` < 0.5: only the points that can be closer than ``within`` to an
+        obstacle square, or are in one. A free point at offset o from its cell's centre
+        (|o_i| ≤ 0.5) is at least 0.5 − |o_i| from the boxes across side i, so one nearer
+        than ``within`` to a blocked neighbour lies in the band max|o_i| > 0.5 − within.
+        """
         q = self.pad + 1
         h, w = self.height + 2 * q, self.blocked_width
-        cell = torch.floor(points + 0.5).long()
-        ci = (cell[:, 0] + q).clamp(0, h - 1)
-        cj = (cell[:, 1] + q).clamp(0, w - 1)
-        return self.near_obstacle[ci * w + cj]
+        cell = torch.floor(points + 0.5)
+        ci = (cell[:, 0].long() + q).clamp(0, h - 1)
+        cj = (cell[:, 1].long() + q).clamp(0, w - 1)
+        code = self._code[ci * w + cj]  # (N,) 0 open, 1 free beside an obstacle, 2 blocked
+        if within is None:
+            return code > 0
+        band = (points - cell).abs().amax(1) > 0.5 - within  # (N,)
+        return (code == 2) | ((code == 1) & band)
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance at points (..., 2) -> (...), differentiable (bilinear)."""
@@ -104,9 +116,12 @@ class DistanceField:
         """relu(margin − d) and the gradient of its square at points (N, 2) -> (N,), (N, 2).
 
         The same values as from :meth:`value_and_grad`, computed only where they can be
-        nonzero when ``margin + error < 0.5``: at points whose cell has a blocked cell among
-        its 3x3 (:meth:`near`), and of those the interpolated field is read only inside
-        obstacles and on their faces; a free point's exact distance ≥ 0.5 gives 0.
+        nonzero when ``margin + error < 0.5``: at points in obstacle cells or within
+        ``margin`` of a side of their free cell that has a blocked cell among its 3x3
+        (:meth:`near`), and of those the interpolated field is read only inside obstacles
+        and on their faces; a free point's exact distance ≥ 0.5 gives 0. In 1-wide maze
+        corridors, where every cell is beside a wall, this leaves the points near cell
+        sides (maze512-1-0: 0.720 → 0.37 s per plan).
         """
         if margin + self.error >= 0.5:
             d, g = self.value_and_grad(points)
@@ -114,7 +129,7 @@ class DistanceField:
             return short, (-2 * short)[:, None] * g
         short = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
         grad = torch.zeros_like(points)
-        idx = self.near(points).nonzero()[:, 0]
+        idx = self.near(points, margin).nonzero()[:, 0]
         sub = points[idx]  # (M, 2)
         d, g, exact, inside = self._exact(sub)
         rest = (~exact & inside).nonzero()[:, 0]  # in an obstacle cell or on its face

@@ -108,3 +108,25 @@ def test_clearance_skips_only_points_where_the_hinge_is_zero(upsample, margin):
         assert (ref_value > 0).all()  # the paths do come close to obstacles
         torch.testing.assert_close(value, ref_value, rtol=0, atol=0)
         torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-7)
+
+
+def test_hinge_reads_only_the_band_beside_a_wall():
+    # A free cell (2, 2) with a wall at (2, 3): a point nearer than the margin to the wall lies
+    # within the margin of the cell's side; the hinge there is margin - d, and points farther
+    # in are skipped (near() with a margin), not just found to be zero.
+    occ = np.zeros((5, 5), dtype=bool)
+    occ[2, 3] = True
+    field = DistanceField(occ, upsample=2)
+    margin = 0.1
+    pts = torch.tensor([[2.0, 2.0 + 0.5 - margin + 0.01],  # d = margin - 0.01
+                        [2.0, 2.0 + 0.5 - margin - 0.01],  # d = margin + 0.01
+                        [2.0, 2.0],  # the centre: d = 0.5
+                        [2.0, 3.0]])  # in the wall
+    assert field.near(pts).tolist() == [True, True, True, True]
+    assert field.near(pts, margin).tolist() == [True, False, False, True]
+    short, grad = field.hinge(pts, margin)
+    assert short[0].item() == pytest.approx(0.01, abs=1e-6)
+    assert short[1].item() == 0.0 and short[2].item() == 0.0
+    assert short[3].item() == pytest.approx(margin + 0.5, abs=1e-6)  # 0.5 deep in the wall
+    # d(short²)/dp = 2·short·(+1 towards the wall): descent (−grad) moves it away
+    assert grad[0, 1].item() == pytest.approx(0.02, abs=1e-5) and grad[0, 0].item() == 0.0
