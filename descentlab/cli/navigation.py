@@ -195,8 +195,9 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
                 "time_per_step_ms_median", "time_per_replan_ms_median",
                 "map_accuracy_seen")}})
     print(format_table(rows))
-    if "gradient_vs_astar_length" in out:
-        print(f"gradient_vs_astar_length: {out['gradient_vs_astar_length']:.4f}")
+    for key, value in out.items():
+        if key.startswith("gradient_vs_"):
+            print(f"{key}: {value:.4f}")
     return out
 
 
@@ -299,7 +300,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build_navigate_parser(p)
 
     b = sub.add_parser("nav-bench",
-                       description="Every planner on the same seeded random 64x64 maps (20%% "
+                       description="Every planner on the same seeded random 64x64 maps (20% "
                                    "obstacles) or MovingAI scenarios; success, length ratio, "
                                    "bumps, replans, time per step, map accuracy.")
     b.add_argument("--maps", nargs="+", default=["random64"],

@@ -10,8 +10,8 @@ Per planner the summary has ``success_rate``, ``length_ratio_mean`` (cells trave
 optimal length on the true map, successful runs), ``bumps_mean``, ``replans_mean``,
 ``time_per_step_ms_median`` (map update + replanning, over every step of every run) and
 ``map_accuracy_seen`` (fraction of seen cells classified right, mean over runs);
-``gradient_vs_astar_length`` is the gradient navigator's mean travelled length over the
-baseline's on the problems both solved.
+``gradient_vs_<baseline>_length`` (``astar``, ``astar_back``) is the gradient navigator's
+mean travelled length over that baseline's on the problems both solved.
 """
 
 from __future__ import annotations
@@ -153,18 +153,20 @@ def length_ratio_between(runs_a: Sequence, runs_b: Sequence) -> float:
 
 def _summaries(results: dict[str, list]) -> dict:
     out = {"summary": {p: summarise(r) for p, r in results.items()}}
-    if "gradient" in results and "astar" in results:
-        out["gradient_vs_astar_length"] = length_ratio_between(results["gradient"],
-                                                               results["astar"])
+    if "gradient" in results:
+        for p in results:
+            if p != "gradient":
+                out[f"gradient_vs_{p}_length"] = length_ratio_between(results["gradient"],
+                                                                      results[p])
     return out
 
 
 def run_bench(problems: Sequence[Problem], planners: Sequence[str], setup: BenchSetup,
               on_run: Callable[[str, int, object], None] | None = None,
               results: dict[str, list] | None = None) -> dict:
-    """Every planner on every problem. Returns ``{"summary", "gradient_vs_astar_length",
-    "runs"}`` (``runs``: one row of scalars per planner and problem). The NavResults are
-    appended to ``results[planner]`` when given."""
+    """Every planner on every problem. Returns ``{"summary", "gradient_vs_<p>_length"
+    (per other planner p), "runs"}`` (``runs``: one row of scalars per planner and
+    problem). The NavResults are appended to ``results[planner]`` when given."""
     results = {p: [] for p in planners} if results is None else results
     mine: dict[str, list] = {p: [] for p in planners}
     rows = []

@@ -13,8 +13,11 @@ Each step (Cho 2024, "Gradient-based planning, mapping and execution"):
    also stops before a cell its own estimate says is blocked.
 
 Planners come from :data:`NAVIGATORS` (one signature): ``gradient`` (the gradient planner of
-part A on the estimated obstacle probabilities) and ``astar`` (the baseline: A* on the
-estimate thresholded at 0.5 with unseen cells free — the freespace assumption).
+part A on the estimated obstacle probabilities), ``astar`` (the baseline: A* on the
+estimate thresholded at 0.5 with unseen cells free — the freespace assumption) and
+``astar_back`` (the same, searched from the goal to the bot as D* Lite searches: an equally
+short plan on every estimate, with ties between equal-length paths broken from the other
+end, so the two show how much a baseline's travelled length owes to its tie-breaking).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class AStarNavigator:
     """Baseline: A* on the estimate (≥ 0.5 = wall), unseen cells as the planning map says."""
 
     name = "astar"
+    backward = False  # search from the goal to the bot (D* Lite's direction)
 
     def __init__(self, nav: NavConfig, planner_config=None, device: str = "cpu", seed: int = 0):
         self.nav = nav
@@ -94,10 +98,29 @@ class AStarNavigator:
         """occ (H, W) float planning map. None when the estimate has no path."""
         from descentlab.planning.search import astar
 
+        if self.backward:
+            res = astar(occ >= BLOCKED, goal, pos)
+            return None if res is None else Plan(np.ascontiguousarray(res.cells[::-1]), None, True)
         res = astar(occ >= BLOCKED, pos, goal)
         if res is None:
             return None
         return Plan(res.cells, None, True)
+
+
+class BackwardAStarNavigator(AStarNavigator):
+    """The baseline searched from the goal to the bot, as D* Lite searches: as short a plan
+    on every estimate, ties between equal-length paths broken from the goal's end.
+
+    A* breaks ties towards the deeper node, so on open ground its path from the bot takes
+    the diagonal moves first and the straight ones last; searched from the goal, the
+    straight moves come first. Under the freespace assumption that choice, invisible to the
+    plan's length, decides
+    which side of an unseen wall the bot meets (nav-bench, arena2 109,198 → 154,171:
+    56.2 cells travelled one way, 299.9 the other; docs/experiments/planning.md §3).
+    """
+
+    name = "astar_back"
+    backward = True
 
 
 class GradientNavigator:
@@ -190,6 +213,7 @@ def default_planner_config():
 NAVIGATORS: dict[str, Callable[..., object]] = {
     "gradient": GradientNavigator,
     "astar": AStarNavigator,
+    "astar_back": BackwardAStarNavigator,
 }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from descentlab.cli.main import main
-from descentlab.planning.discretize import invalid_reason
+from descentlab.planning.discretize import cell_path_length, invalid_reason
 from descentlab.planning.mapping import make_mapper
 from descentlab.planning.nav_bench import length_ratio_between, random_problem, summarise
 from descentlab.planning.navigation import (
@@ -271,3 +271,44 @@ def test_pooled_summary_uses_the_same_definitions_as_each_map():
     assert pooled["success_rate"] == pytest.approx(
         (2 * per["a"]["success_rate"] + per["b"]["success_rate"]) / 3)
     assert {r["maps"] for r in out["runs"]} == {"a", "b"}
+
+
+def test_backward_astar_plans_as_short_with_ties_broken_from_the_goal():
+    # Same length on every estimate, another of the equally short paths: on open ground
+    # forward A* takes the diagonals first, the backward search the straight moves first.
+    nav = NavConfig()
+    fwd, back = make_navigator("astar", nav), make_navigator("astar_back", nav)
+    open_ = np.zeros((6, 10))
+    a, b = fwd.plan(open_, (0, 0), (5, 9), None), back.plan(open_, (0, 0), (5, 9), None)
+    assert a.cells[0].tolist() == b.cells[0].tolist() == [0, 0]
+    assert a.cells[-1].tolist() == b.cells[-1].tolist() == [5, 9]
+    assert a.cells[1].tolist() == [1, 1] and b.cells[1].tolist() == [0, 1]
+    for seed in range(5):
+        prob = random_problem(seed, size=24, density=0.25)
+        est = prob.grid.occ.astype(float)
+        pa = fwd.plan(est, prob.start, prob.goal, None)
+        pb = back.plan(est, prob.start, prob.goal, None)
+        assert invalid_reason(prob.grid.occ, pb.cells, prob.start, prob.goal) is None
+        assert cell_path_length(pb.cells) == pytest.approx(cell_path_length(pa.cells))
+    walled = np.ones((3, 3))
+    walled[0, 0] = 0
+    assert back.plan(walled, (0, 0), (2, 2), None) is None
+
+
+def test_nav_bench_compares_the_gradient_with_every_baseline():
+    from descentlab.planning.mapping import LogOddsConfig
+    from descentlab.planning.nav_bench import BenchSetup, random_problems, run_bench
+
+    setup = BenchSetup("ray", RaySensorConfig(radius=3), "logodds", LogOddsConfig(),
+                       NavConfig())
+    runs: dict[str, list] = {}
+    out = run_bench(random_problems(3, 0, size=16), ["gradient", "astar", "astar_back"],
+                    setup, results=runs)
+    assert sorted(k for k in out if k.startswith("gradient_vs_")) == [
+        "gradient_vs_astar_back_length", "gradient_vs_astar_length"]
+    for base in ("astar", "astar_back"):
+        both = [(g.travelled, b.travelled) for g, b in zip(runs["gradient"], runs[base])
+                if g.success and b.success]
+        assert both
+        assert out[f"gradient_vs_{base}_length"] == pytest.approx(
+            sum(g for g, _ in both) / sum(b for _, b in both))
