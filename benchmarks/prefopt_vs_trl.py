@@ -317,11 +317,21 @@ def run_worker(args, fw: str, mode: str, folder: Path) -> dict:
         cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}"
                 for k in ("steps", "batch", "prompt_words") if getattr(args, k)]
         cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
-        cmd += ["--no-selective-recompute"] if args.no_selective_recompute else []
+        cmd += [f"--selective={_selective(args)}"]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"{fw}/{mode} failed:\n{p.stderr[-3000:]}")
         return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# --memory-breakdown's modes -> (gradient checkpointing, PrefConfig.selective_recompute);
+# "selective" is "on", not "auto" (which is off on CUDA)
+MEMORY_MODES = {"plain": (False, "off"), "selective": (False, "on"), "checkpointing": (True, "off")}
+
+
+def _selective(args) -> str:
+    """The PrefConfig.selective_recompute value this run (or worker) uses."""
+    return args.selective or ("off" if args.no_selective_recompute else "auto")
 
 
 def main() -> None:
@@ -348,14 +358,18 @@ def main() -> None:
     ap.add_argument("--memory-breakdown", action="store_true",
                     help="only measure where one training step's memory goes (ours): nothing "
                          "recomputed, selective recomputation, gradient checkpointing")
-    ap.add_argument("--memory-modes", default="plain,selective,checkpointing",
+    ap.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
                     help="with --memory-breakdown: any of plain (nothing recomputed), "
-                         "selective, checkpointing")
+                         "selective (selective_recompute on), checkpointing")
+    ap.add_argument("--selective", choices=("auto", "on", "off"), help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    bad = sorted(set(args.memory_modes.split(",")) - set(MEMORY_MODES))
+    if bad:
+        ap.error(f"--memory-modes: unknown {', '.join(bad)}; choose from {', '.join(MEMORY_MODES)}")
     if args.model:
         args.config = "real"
     cfg = dict(CONFIGS[args.config])
@@ -364,7 +378,7 @@ def main() -> None:
     cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch),
                                   ("prompt_words", args.prompt_words)) if v})
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
-    cfg["selective_recompute"] = "off" if args.no_selective_recompute else "auto"
+    cfg["selective_recompute"] = _selective(args)
     if args.worker:
         import torch
 
@@ -389,8 +403,7 @@ def main() -> None:
         if args.memory_breakdown:
             result["memory"] = {}
             for name in args.memory_modes.split(","):
-                args.gradient_checkpointing = name == "checkpointing"
-                args.no_selective_recompute = name == "plain"
+                args.gradient_checkpointing, args.selective = MEMORY_MODES[name]
                 r = run_worker(args, "memory", "precomputed", folder)
                 result["memory"][name] = r
                 print(f"{name:14s}" + " ".join(
