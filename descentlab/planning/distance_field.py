@@ -121,7 +121,7 @@ class DistanceField:
         (:meth:`near`), and of those the interpolated field is read only inside obstacles
         and on their faces; a free point's exact distance ≥ 0.5 gives 0. In 1-wide maze
         corridors, where every cell is beside a wall, this leaves the points near cell
-        sides (plan-bench maze512-1-0: 0.667 → 0.392 s per plan).
+        sides (plan-bench maze512-1-0: 0.662 → 0.351 s per plan).
         """
         if margin + self.error >= 0.5:
             d, g = self.value_and_grad(points)
