@@ -255,6 +255,15 @@ def test_line_init_keeps_local_descent_only():
     assert GradientPlanner(PRESETS["default"]).plan(occ, (5, 3), (25, 3)).valid
 
 
+def _reachable_problems(size, density, seed, starts, goals):
+    """A random map with the given ends freed, and the problems A* can solve on it."""
+    occ = random_map(size, size, density, seed=seed).occ.copy()
+    for c in starts + goals:
+        occ[c] = False
+    keep = [i for i in range(len(starts)) if astar(occ, starts[i], goals[i]) is not None]
+    return occ, [starts[i] for i in keep], [goals[i] for i in keep]
+
+
 def test_big_batches_are_split_by_length_and_keep_their_order():
     from descentlab.planning.planner import _length_chunks
 
@@ -266,12 +275,8 @@ def test_big_batches_are_split_by_length_and_keep_their_order():
     est = np.linalg.norm(g - s, axis=1) / cfg.spacing + 2
     for c in chunks:
         assert len(c) == 1 or est[c].max() * len(c) <= 2000
-    occ = random_map(40, 40, 0.1, seed=2).occ.copy()
-    starts, goals = [(0, 0), (39, 39), (0, 39)], [(39, 39), (0, 0), (20, 20)]
-    for c in starts + goals:
-        occ[c] = False
-    keep = [i for i in range(3) if astar(occ, starts[i], goals[i]) is not None]
-    starts, goals = [starts[i] for i in keep], [goals[i] for i in keep]
+    occ, starts, goals = _reachable_problems(40, 0.1, 2, [(0, 0), (39, 39), (0, 39)],
+                                             [(39, 39), (0, 0), (20, 20)])
     split = GradientPlanner(dataclasses.replace(PRESETS["default"], batch_points=50)).plan_batch(
         occ, starts, goals)
     for res, s0, g0 in zip(split, starts, goals):  # results come back in the caller's order
@@ -300,12 +305,8 @@ def test_plan_seconds_count_the_potential_solve(batch_points):
     # seconds add up to the call's wall-clock time, and the init stage holds the solve.
     import time
 
-    occ = random_map(150, 150, 0.15, seed=11).occ.copy()
-    starts, goals = [(0, 0), (5, 5), (149, 0)], [(149, 149), (60, 50), (0, 149)]
-    for c in starts + goals:
-        occ[c] = False
-    keep = [i for i in range(3) if astar(occ, starts[i], goals[i]) is not None]
-    starts, goals = [starts[i] for i in keep], [goals[i] for i in keep]
+    occ, starts, goals = _reachable_problems(150, 0.15, 11, [(0, 0), (5, 5), (149, 0)],
+                                             [(149, 149), (60, 50), (0, 149)])
     cfg = dataclasses.replace(PRESETS["default"], batch_points=batch_points, fine_iters=2)
     t0 = time.perf_counter()
     res = GradientPlanner(cfg).plan_batch(occ, starts, goals)
