@@ -98,13 +98,10 @@ class AStarNavigator:
         """occ (H, W) float planning map. None when the estimate has no path."""
         from descentlab.planning.search import astar
 
-        if self.backward:
-            res = astar(occ >= BLOCKED, goal, pos)
-            return None if res is None else Plan(np.ascontiguousarray(res.cells[::-1]), None, True)
-        res = astar(occ >= BLOCKED, pos, goal)
+        res = astar(occ >= BLOCKED, *((goal, pos) if self.backward else (pos, goal)))
         if res is None:
             return None
-        return Plan(res.cells, None, True)
+        return Plan(res.cells[::-1].copy() if self.backward else res.cells, None, True)
 
 
 class BackwardAStarNavigator(AStarNavigator):
@@ -114,9 +111,9 @@ class BackwardAStarNavigator(AStarNavigator):
     A* breaks ties towards the deeper node, so on open ground its path from the bot takes
     the diagonal moves first and the straight ones last; searched from the goal, the
     straight moves come first. Under the freespace assumption that choice, invisible to the
-    plan's length, decides
-    which side of an unseen wall the bot meets (nav-bench, arena2 109,198 → 154,171:
-    56.2 cells travelled one way, 299.9 the other; docs/experiments/planning.md §3).
+    plan's length, decides which side of an unseen wall the bot meets (nav-bench, arena2
+    109,198 → 154,171: 56.2 cells travelled one way, 299.9 the other;
+    docs/experiments/planning.md §3).
     """
 
     name = "astar_back"
