@@ -30,3 +30,5 @@ $dl nav-bench --n 20 --sensor ray --radius 5 --json "$out/nav_random64_r5.json" 
     --json "$out/profile_arena2.json" > "$out/profile_arena2.txt"
 .venv/bin/python benchmarks/plan_profile.py "$mai/maze/maze512-1-0.map" --sample 10 \
     --json "$out/profile_maze.json" > "$out/profile_maze.txt"
+.venv/bin/python benchmarks/nav_other_maps.py --json "$out/nav_other_maps.json" \
+    > "$out/nav_other_maps.txt"

@@ -269,6 +269,49 @@ def random_map(height: int, width: int, density: float, seed: int) -> GridMap:
     return GridMap(occ, f"random{height}x{width}-d{density:g}-s{seed}")
 
 
+def maze_map(cells: int, seed: int) -> GridMap:
+    """A seeded perfect maze of 1-wide corridors, (2·cells + 1)² (randomised depth-first
+    carving: exactly one way between any two free cells)."""
+    if cells <= 0:
+        raise ValueError(f"a maze needs at least one cell, got {cells}")
+    rng = np.random.default_rng(seed)
+    occ = np.ones((2 * cells + 1, 2 * cells + 1), dtype=bool)
+    stack, seen = [(0, 0)], {(0, 0)}
+    occ[1, 1] = False
+    while stack:
+        r, c = stack[-1]
+        nbrs = [(r + dr, c + dc) for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0))
+                if 0 <= r + dr < cells and 0 <= c + dc < cells and (r + dr, c + dc) not in seen]
+        if not nbrs:
+            stack.pop()
+            continue
+        nr, nc = nbrs[rng.integers(len(nbrs))]
+        occ[2 * nr + 1, 2 * nc + 1] = False
+        occ[r + nr + 1, c + nc + 1] = False  # the wall between the two cells
+        seen.add((nr, nc))
+        stack.append((nr, nc))
+    return GridMap(occ, f"maze{2 * cells + 1}-s{seed}")
+
+
+def rooms_map(size: int, room: int, seed: int) -> GridMap:
+    """A seeded size² map of square rooms of side ``room`` between 1-thick walls, one random
+    door in each wall segment."""
+    if size <= 0 or room <= 0:
+        raise ValueError(f"size and room must be positive, got {size} and {room}")
+    rng = np.random.default_rng(seed)
+    occ = np.zeros((size, size), dtype=bool)
+    for k in range(room, size, room + 1):
+        occ[k, :] = True
+        occ[:, k] = True
+    for k in range(room, size, room + 1):
+        for lo in range(0, size, room + 1):
+            hi = min(lo + room, size)
+            if hi > lo:
+                occ[k, rng.integers(lo, hi)] = False  # a door in the horizontal wall
+                occ[rng.integers(lo, hi), k] = False  # and in the vertical one
+    return GridMap(occ, f"rooms{size}-r{room}-s{seed}")
+
+
 NAMED_MAPS: dict[str, Callable[[], GridMap]] = {"note": note_map}
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm",

@@ -225,3 +225,22 @@ def test_sample_scenarios_more_than_buckets_and_all():
     assert {s.bucket for s in pick} == {0, 1, 2}
     assert sample_scenarios(sc, 1000) == [s for s in sc if s.start != s.goal]
     assert sample_scenarios(sc, 0) == []
+
+
+def test_generated_mazes_are_perfect_and_rooms_connected():
+    from scipy.ndimage import label
+
+    from descentlab.planning.grid import maze_map, rooms_map
+
+    m = maze_map(7, seed=3)
+    assert m.shape == (15, 15) and not m.occ[1, 1]
+    free = ~m.occ
+    assert free.sum() == 7 * 7 + (7 * 7 - 1)  # the cells and the walls opened between them
+    assert label(free)[1] == 1  # one corridor system...
+    edges = (free[1:] & free[:-1]).sum() + (free[:, 1:] & free[:, :-1]).sum()
+    assert edges == free.sum() - 1  # ...and a tree: exactly one way between two cells
+    assert np.array_equal(maze_map(7, seed=3).occ, m.occ)
+    assert not np.array_equal(maze_map(7, seed=4).occ, m.occ)
+    r = rooms_map(31, 9, seed=0)
+    assert r.occ[9].sum() == 31 - 4 and r.occ[:, 19].sum() == 31 - 4  # a door per segment (4)
+    assert label(~r.occ)[1] == 1

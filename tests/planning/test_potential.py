@@ -10,7 +10,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from descentlab.planning.discretize import cell_path_length, invalid_reason
-from descentlab.planning.grid import random_map
+from descentlab.planning.grid import maze_map, random_map, rooms_map
 from descentlab.planning.planner import PRESETS, GradientPlanner
 from descentlab.planning.potential import (
     GridGraph,
@@ -19,43 +19,6 @@ from descentlab.planning.potential import (
     solve_potential,
 )
 from descentlab.planning.search import astar
-
-
-def maze(cells: int, seed: int) -> np.ndarray:
-    """A perfect maze of 1-wide corridors (randomised depth-first carving): (2c+1, 2c+1)."""
-    rng = np.random.default_rng(seed)
-    occ = np.ones((2 * cells + 1, 2 * cells + 1), dtype=bool)
-    stack, seen = [(0, 0)], {(0, 0)}
-    occ[1, 1] = False
-    while stack:
-        r, c = stack[-1]
-        nbrs = [(r + dr, c + dc) for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0))
-                if 0 <= r + dr < cells and 0 <= c + dc < cells and (r + dr, c + dc) not in seen]
-        if not nbrs:
-            stack.pop()
-            continue
-        nr, nc = nbrs[rng.integers(len(nbrs))]
-        occ[2 * nr + 1, 2 * nc + 1] = False
-        occ[r + nr + 1, c + nc + 1] = False
-        seen.add((nr, nc))
-        stack.append((nr, nc))
-    return occ
-
-
-def rooms(size: int, room: int, seed: int) -> np.ndarray:
-    """Square rooms of side ``room`` separated by 1-thick walls, one random door per wall."""
-    rng = np.random.default_rng(seed)
-    occ = np.zeros((size, size), dtype=bool)
-    for k in range(room, size, room + 1):
-        occ[k, :] = True
-        occ[:, k] = True
-    for k in range(room, size, room + 1):
-        for lo in range(0, size, room + 1):
-            hi = min(lo + room, size)
-            if hi > lo:
-                occ[k, rng.integers(lo, hi)] = False  # a door in the horizontal wall
-                occ[rng.integers(lo, hi), k] = False  # and in the vertical one
-    return occ
 
 
 def _free_pairs(occ, n, seed):
@@ -73,8 +36,8 @@ def test_ascent_reaches_every_reachable_goal_and_flags_the_rest(kind, family):
     reached = 0
     for seed in range(6):
         occ = {"random": lambda: random_map(40, 40, 0.3, seed).occ,
-               "maze": lambda: maze(12, seed),
-               "rooms": lambda: rooms(41, 9, seed)}[family]()
+               "maze": lambda: maze_map(12, seed).occ,
+               "rooms": lambda: rooms_map(41, 9, seed).occ}[family]()
         starts, goals = _free_pairs(occ, 12, seed)
         routes, _ = route_potential(GridGraph(occ), starts, goals, kind=kind)
         for s, g, r in zip(starts, goals, routes):
@@ -119,7 +82,7 @@ def test_screened_potential_matches_a_direct_sparse_solve_and_cg():
 def test_a_state_cost_keeps_the_ascent_complete_and_matches_a_direct_solve():
     # (diag(1 + q) + tL) z = e_g: the route still reaches every reachable goal for arbitrary
     # costs, and the direct and CG solves agree with an independent assembly
-    for seed, occ in enumerate([random_map(40, 40, 0.3, 1).occ, maze(12, 2), rooms(41, 9, 3)]):
+    for seed, occ in enumerate([random_map(40, 40, 0.3, 1).occ, maze_map(12, 2).occ, rooms_map(41, 9, 3).occ]):
         graph = GridGraph(occ)
         cost = np.random.default_rng(seed).random(graph.n) * 20
         starts, goals = _free_pairs(occ, 12, seed)
@@ -212,7 +175,7 @@ def test_cg_warm_start_from_the_previous_solution_needs_fewer_iterations():
 
 
 def test_screening_ladder_rescues_long_mazes_from_underflow():
-    occ = maze(40, seed=1)  # 81x81, corridor routes of a few thousand cells
+    occ = maze_map(40, 1).occ  # 81x81, corridor routes of a few thousand cells
     graph = GridGraph(occ)
     s, g = (1, 1), (79, 79)
     routes, pot = route_potential(graph, [s], [g], kind="screened", screening=0.25)
@@ -223,7 +186,7 @@ def test_screening_ladder_rescues_long_mazes_from_underflow():
 
 def test_refined_plan_is_valid_and_no_longer_than_its_route():
     for seed in range(2):
-        occ = rooms(41, 9, seed)
+        occ = rooms_map(41, 9, seed).occ
         starts, goals = _free_pairs(occ, 4, seed)
         keep = [i for i, (s, g) in enumerate(zip(starts, goals))
                 if s != g and astar(occ, s, g) is not None]
