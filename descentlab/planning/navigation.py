@@ -51,11 +51,14 @@ class NavConfig:
                                min=0)
     warm_start: bool = option(True, "gradient planner: warm-start each replan from the previous "
                                     "plan shifted to the bot's cell")
-    unknown: float = option(0.4, "obstacle probability the planners assume for unseen cells: "
-                                 "below 0.5 they are passable (the freespace assumption) and "
-                                 "the gradient planner's potential prices them (its risk); "
-                                 "negative = the mapper's own estimate there, e.g. its prior",
-                            max=1)
+    unknown: float = option(0.4, "obstacle probability the planners assume for unseen cells "
+                                 "(at most this with unknown_from_seen): below 0.5 they are "
+                                 "passable (the freespace assumption) and the gradient "
+                                 "planner's potential prices them (its risk); negative = the "
+                                 "mapper's own estimate there, e.g. its prior", max=1)
+    unknown_from_seen: bool = option(True, "unseen cells get the fraction of seen cells believed "
+                                           "blocked (this map's density so far), capped at "
+                                           "unknown; off = unknown itself")
     max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)", min=0)
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up after this many steps in a row without moving (or "
@@ -123,7 +126,8 @@ class BackwardAStarNavigator(AStarNavigator):
 class GradientNavigator:
     """The gradient planner of part A on the estimated obstacle probabilities.
 
-    The estimate (unseen cells passable, at probability ``NavConfig.unknown``) is a map like
+    The estimate (unseen cells passable, at the seen cells' obstacle density capped at
+    ``NavConfig.unknown``) is a map like
     any other, so a plan from scratch is the planner's default: the route of steepest ascent
     on the global potential of the estimate (complete: if the estimate has a way, the route
     takes it; the ``nav`` preset's state cost makes it keep to cells seen free where that is
@@ -352,16 +356,23 @@ def step_limit(nav: NavConfig, optimal: float) -> int:
     return nav.max_steps or int(10 * optimal / nav.k) + 50
 
 
-def planning_map(mapper, unknown: float) -> np.ndarray:
+def planning_map(mapper, unknown: float, from_seen: bool = False) -> np.ndarray:
     """The obstacle probabilities the planner sees. (H, W) float.
 
     Unseen cells get ``unknown`` (0 = the freespace assumption), or the mapper's own value
-    there when ``unknown`` is negative.
+    there when ``unknown`` is negative. With ``from_seen`` they get the fraction of the seen
+    cells believed blocked (≥ 0.5), at most ``unknown``: the map's obstacle density so far,
+    an empirical prior. A maze (half walls) keeps the cap, a map of open rooms pays less for
+    its unseen cells (benchmarks/nav_other_maps.py).
     """
-    prob = mapper.prob
+    prob, seen = mapper.prob, mapper.seen
     if unknown < 0:
         return prob
-    return np.where(mapper.seen, prob, unknown)
+    if from_seen:
+        n_seen = np.count_nonzero(seen)
+        density = np.count_nonzero(seen & (prob >= BLOCKED)) / n_seen if n_seen else 0.0
+        unknown = min(unknown, density)
+    return np.where(seen, prob, unknown)
 
 
 def run_loop(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int], sensor,
@@ -396,7 +407,7 @@ def run_loop(true_occ: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
         obs = sensor.observe(true_occ, pos, rng)
         t0 = time.perf_counter()
         mapper.update(obs)
-        occ = planning_map(mapper, nav.unknown)
+        occ = planning_map(mapper, nav.unknown, nav.unknown_from_seen)
         occ[pos] = 0.0  # the bot stands there; the goal is known to be free
         occ[goal] = 0.0
         rest = _remaining(plan.cells, pos) if plan is not None else None

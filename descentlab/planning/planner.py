@@ -126,10 +126,10 @@ PRESETS: dict[str, PlannerConfig] = {
     # Replanning (the navigator's default): the same route, a short refinement on a coarser
     # distance field; the executed path is the cell path, and most plans live a few steps
     # (nav-bench, four MovingAI maps: 20, 10 and 0 refinement steps travelled the same
-    # lengths to within 0.1 %). risk 10: on an estimate that gives unseen cells
-    # probability 0.4 (NavConfig.unknown), an unseen cell costs 4 where a seen-free one
-    # costs about 0.2, so routes keep to what is known where that is no longer
-    # (docs/experiments/planning.md §3, session 5).
+    # lengths to within 0.1 %). risk 10: on an estimate that gives unseen cells at most
+    # probability 0.4 (NavConfig.unknown; the seen cells' density below that), an unseen
+    # cell costs up to 4 where a seen-free one costs about 0.2, so routes keep to what is
+    # known where that is no longer (docs/experiments/planning.md §3, sessions 5 and 6).
     "nav": PlannerConfig(**{**_REFINE, "fine_iters": 10, "upsample": 2, "risk": 10.0}),
 }
 # The preset an ``init`` implies when only the init is named (``plan(..., init="line")``).

@@ -312,3 +312,24 @@ def test_nav_bench_compares_the_gradient_with_every_baseline():
         assert both
         assert out[f"gradient_vs_{base}_length"] == pytest.approx(
             sum(g for g, _ in both) / sum(b for _, b in both))
+
+
+def test_unseen_cells_get_the_seen_density_capped_at_unknown():
+    from descentlab.planning.navigation import planning_map
+
+    class Mapper:
+        prob = np.array([[0.9, 0.1, 0.2, 0.0], [0.8, 0.3, 0.0, 0.0]])
+        seen = np.array([[True, True, True, False], [True, True, False, False]])
+
+    # 5 seen cells, 2 believed blocked: unseen cells get 0.4 capped, or 2/5 = 0.4 exactly
+    out = planning_map(Mapper, 0.3, from_seen=True)
+    assert out[0, 3] == out[1, 2] == 0.3 and out[0, 0] == 0.9  # the cap
+    out = planning_map(Mapper, 0.45, from_seen=True)
+    assert out[0, 3] == pytest.approx(0.4) and out[1, 1] == 0.3
+    assert planning_map(Mapper, 0.45)[0, 3] == 0.45  # off: the constant
+    assert planning_map(Mapper, -1.0, from_seen=True)[0, 3] == 0.0  # the mapper's own
+
+    class Blind:
+        prob, seen = np.zeros((2, 2)), np.zeros((2, 2), dtype=bool)
+
+    assert (planning_map(Blind, 0.4, from_seen=True) == 0.0).all()  # nothing seen: density 0
