@@ -41,7 +41,7 @@ def main() -> None:
                     # each result holds its length chunk's per-plan share: the mean over
                     # results is the whole batch's stage time per plan
                     "stages": {k: sum(r.timings.get(k, 0.0) for r in res) / len(res)
-                               for k in res[0].timings}}
+                               for k in sorted({k for r in res for k in r.timings})}}
         print(run, json.dumps(out[run], indent=None))
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     print(table)

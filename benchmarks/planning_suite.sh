@@ -30,5 +30,9 @@ $dl nav-bench --n 20 --sensor ray --radius 5 --json "$out/nav_random64_r5.json" 
     --json "$out/profile_arena2.json" > "$out/profile_arena2.txt"
 .venv/bin/python benchmarks/plan_profile.py "$mai/maze/maze512-1-0.map" --sample 10 \
     --json "$out/profile_maze.json" > "$out/profile_maze.txt"
-.venv/bin/python benchmarks/nav_other_maps.py --json "$out/nav_other_maps.json" \
-    > "$out/nav_other_maps.txt"
+# maps of other kinds (generated): a check that no navigation setting is tuned to the four
+$dl nav-bench --maps random96 --n 20 --sensor ray --radius 5 --json "$out/nav_random96.json" \
+    > "$out/nav_random96.txt" 2> "$out/nav_random96.log"
+$dl nav-bench --maps maze81 rooms121 --n 10 --sensor ray --radius 5 \
+    --json "$out/nav_maze81_rooms121.json" > "$out/nav_maze81_rooms121.txt" \
+    2> "$out/nav_maze81_rooms121.log"

@@ -359,8 +359,9 @@ def main() -> None:
                     help="only measure where one training step's memory goes (ours): nothing "
                          "recomputed, selective recomputation, gradient checkpointing")
     ap.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
-                    help="with --memory-breakdown: any of plain (nothing recomputed), "
-                         "selective (selective_recompute on), checkpointing")
+                    help="with --memory-breakdown: comma-separated, any of "
+                         f"{', '.join(MEMORY_MODES)} (nothing recomputed, selective "
+                         "recomputation, gradient checkpointing)")
     ap.add_argument("--selective", choices=("auto", "on", "off"), help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=("live", "precomputed"), help=argparse.SUPPRESS)
@@ -405,6 +406,7 @@ def main() -> None:
             for name in args.memory_modes.split(","):
                 args.gradient_checkpointing, args.selective = MEMORY_MODES[name]
                 r = run_worker(args, "memory", "precomputed", folder)
+                r["gradient_checkpointing"], r["selective_recompute"] = MEMORY_MODES[name]
                 result["memory"][name] = r
                 print(f"{name:14s}" + " ".join(
                     f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))

@@ -143,16 +143,16 @@ def run_navigate(args: argparse.Namespace) -> dict:
 
 
 def _bench_problems(args):
-    from descentlab.planning.nav_bench import movingai_problems, random_problems
+    from descentlab.planning.nav_bench import PROBLEM_SETS, movingai_problems
 
     groups = {}
     for spec in args.maps:
-        if spec == "random64":
-            groups[spec] = random_problems(args.n, args.seed)
+        if spec in PROBLEM_SETS:
+            groups[spec] = PROBLEM_SETS[spec][1](args.n, args.seed, args.min_length)
         else:
             if not spec.endswith(".map"):
-                raise InputError(f"expected 'random64' or a MovingAI .map file, got {spec!r}",
-                                 where="--maps")
+                raise InputError(f"expected one of {', '.join(PROBLEM_SETS)} or a MovingAI "
+                                 f".map file, got {spec!r}", where="--maps")
             groups[Path(spec).stem] = movingai_problems(spec, args.n, min_length=args.min_length,
                                                         max_length=args.max_length)
     return groups
@@ -195,9 +195,10 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
                 "time_per_step_ms_median", "time_per_replan_ms_median",
                 "map_accuracy_seen")}})
     print(format_table(rows))
-    for key, value in out.items():
-        if key.startswith("gradient_vs_"):
-            print(f"{key}: {value:.4f}")
+    for name, res in groups_out.items():
+        for key, value in res.items():
+            if key.startswith("gradient_vs_"):
+                print(f"{name} {key}: {value:.4f}")
     return out
 
 
@@ -280,7 +281,9 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
     p.add_argument("--density", type=float, default=0.2,
                    help="random map: obstacle density (default: 0.2)")
     p.add_argument("--planner", choices=list(NAVIGATORS), default="gradient",
-                   help="gradient (part A's planner) or astar (A* replanning, unseen = free)")
+                   help=f"one of {', '.join(NAVIGATORS)}: the gradient planner of part A, or "
+                        "the A* replanning baselines (unseen = free; see nav-bench) "
+                        "(default: gradient)")
     p.add_argument("--out", default="descentlab-out/navigate",
                    help="folder for the GIF and the final figure ('' = none)")
     _add_shared_args(p, bench=False)
@@ -292,6 +295,7 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
 
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
+    from descentlab.planning.nav_bench import PROBLEM_SETS
     from descentlab.planning.navigation import NAVIGATORS
 
     p = sub.add_parser("navigate",
@@ -300,18 +304,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     build_navigate_parser(p)
 
     b = sub.add_parser("nav-bench",
-                       description="Every planner on the same seeded random 64x64 maps (20% "
-                                   "obstacles) or MovingAI scenarios; success, length ratio, "
-                                   "bumps, replans, time per step, map accuracy.")
+                       description="Every planner on the same generated maps or MovingAI "
+                                   "scenarios; success, length ratio, bumps, replans, time per "
+                                   "step, map accuracy.")
     b.add_argument("--maps", nargs="+", default=["random64"],
-                   help="'random64' and/or MovingAI .map files (scenarios from MAP.scen) "
+                   help="generated problem sets ("
+                        + "; ".join(f"{k}: {d}" for k, (d, _) in PROBLEM_SETS.items())
+                        + ") and/or MovingAI .map files (scenarios from MAP.scen) "
                         "(default: random64)")
     b.add_argument("--n", type=int, default=20,
-                   help="random maps, or scenarios per MovingAI map (default: 20)")
+                   help="problems per generated set (one map each), or scenarios per "
+                        "MovingAI map (default: 20)")
     b.add_argument("--planners", nargs="+", choices=list(NAVIGATORS), default=list(NAVIGATORS),
                    help="planners to compare (default: all)")
     b.add_argument("--min-length", type=float, default=30.0,
-                   help="MovingAI: shortest optimal length of a scenario (default: 30)")
+                   help="shortest optimal length of a MovingAI scenario or of a random pair "
+                        "of ends (random96, maze81, rooms121) (default: 30)")
     b.add_argument("--max-length", type=float, default=90.0,
                    help="MovingAI: longest optimal length of a scenario (default: 90)")
     _add_shared_args(b, bench=True)

@@ -89,6 +89,8 @@ class DistanceField:
         code = self._code[ci * w + cj]  # (N,) 0 open, 1 free beside an obstacle, 2 blocked
         if within is None:
             return code > 0
+        if not 0 <= within < 0.5:
+            raise ValueError(f"within must be in [0, 0.5) (the 3x3 reach), got {within}")
         band = (points - cell).abs().amax(1) > 0.5 - within  # (N,)
         return (code == 2) | ((code == 1) & band)
 

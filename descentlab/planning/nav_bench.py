@@ -1,16 +1,18 @@
 """nav-bench: every navigation planner on the same problems, side by side (SPEC B).
 
-Problems are either seeded random 64×64 maps at 20% obstacles — solvable by construction:
-start and goal are the cells of the largest connected component nearest two opposite
-corners (8-connected moves without corner cutting connect exactly the 4-connected
-components, so a 4-connected labelling decides reachability) — or MovingAI scenarios
-(Sturtevant 2012) with an optimal length inside a chosen band.
+Problems are either generated (:data:`PROBLEM_SETS`): seeded random 64×64 maps at 20%
+obstacles — solvable by construction: start and goal are the cells of the largest connected
+component nearest two opposite corners (8-connected moves without corner cutting connect
+exactly the 4-connected components, so a 4-connected labelling decides reachability) — and
+maps of other kinds (random 96×96 at 30%, perfect mazes, rooms) with random ends in the
+largest component at least a minimum length apart; or MovingAI scenarios (Sturtevant 2012)
+with an optimal length inside a chosen band.
 
 Per planner the summary has ``success_rate``, ``length_ratio_mean`` (cells travelled /
 optimal length on the true map, successful runs), ``bumps_mean``, ``replans_mean``,
 ``time_per_step_ms_median`` (map update + replanning, over every step of every run) and
 ``map_accuracy_seen`` (fraction of seen cells classified right, mean over runs);
-``gradient_vs_<baseline>_length`` (``astar``, ``astar_back``) is the gradient navigator's
+``gradient_vs_<baseline>_length`` (every other planner run) is the gradient navigator's
 mean travelled length over that baseline's on the problems both solved.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from descentlab.core.errors import InputError
-from descentlab.planning.grid import GridMap
+from descentlab.planning.grid import GridMap, maze_map, random_map, rooms_map
 
 CORNER_PAIRS = (((0, 0), (1, 1)), ((1, 1), (0, 0)), ((0, 1), (1, 0)), ((1, 0), (0, 1)))
 
@@ -67,6 +69,53 @@ def random_problem(seed: int, size: int = 64, density: float = 0.2) -> Problem:
 def random_problems(n: int, seed: int, size: int = 64, density: float = 0.2) -> list[Problem]:
     """``n`` problems from seeds ``seed, seed+1, ...``."""
     return [random_problem(seed + i, size, density) for i in range(n)]
+
+
+def pair_problem(grid: GridMap, seed: int, min_length: float = 30.0) -> Problem:
+    """Two seeded random free cells of ``grid``'s largest 4-connected component whose
+    optimal (A*) length is at least ``min_length``."""
+    from scipy.ndimage import label
+
+    from descentlab.planning.search import astar
+
+    labels, n = label(~grid.occ)  # 4-connected components, (H, W)
+    if n == 0:
+        raise ValueError(f"map {grid.name} has no free cell")
+    biggest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    cells = np.argwhere(labels == biggest)  # (F, 2)
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        if len(cells) < 2:
+            break
+        a, b = (tuple(int(v) for v in cells[i]) for i in rng.choice(len(cells), 2, replace=False))
+        found = astar(grid.occ, a, b)
+        if found is not None and found.length >= min_length:
+            return Problem(grid, a, b, found.length, f"{grid.name}-{a[0]},{a[1]}-{b[0]},{b[1]}")
+    raise ValueError(f"no two cells at least {min_length} apart on map {grid.name}")
+
+
+def _generated(make: Callable[[int], GridMap]) -> Callable[[int, int, float], list[Problem]]:
+    """``n`` problems, one map ``make(seed + i)`` each, ends by :func:`pair_problem`."""
+    return lambda n, seed, min_length: [pair_problem(make(seed + i), seed + i, min_length)
+                                        for i in range(n)]
+
+
+def _random64(n: int, seed: int, min_length: float) -> list[Problem]:
+    return random_problems(n, seed)
+
+
+# Named problem sets of generated maps (nav-bench --maps NAME): (description, problems(n,
+# seed, min_length)). The last three are map kinds unlike the MovingAI benchmarks, a check
+# that no navigation setting is tuned to those.
+PROBLEM_SETS: dict[str, tuple[str, Callable[[int, int, float], list[Problem]]]] = {
+    "random64": ("random 64x64 maps, density 0.2, ends near opposite corners", _random64),
+    "random96": ("random 96x96 maps, density 0.3, random ends",
+                 _generated(lambda s: random_map(96, 96, 0.3, s))),
+    "maze81": ("perfect 81x81 mazes of 1-wide corridors, random ends",
+               _generated(lambda s: maze_map(40, s))),
+    "rooms121": ("121x121 maps of 12-cell rooms, one door per wall, random ends",
+                 _generated(lambda s: rooms_map(121, 12, s))),
+}
 
 
 def movingai_problems(map_path: str | os.PathLike, n: int, *, min_length: float = 30.0,

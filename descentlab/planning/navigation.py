@@ -56,9 +56,10 @@ class NavConfig:
                                  "passable (the freespace assumption) and the gradient "
                                  "planner's potential prices them (its risk); negative = the "
                                  "mapper's own estimate there, e.g. its prior", max=1)
-    unknown_from_seen: bool = option(True, "unseen cells get the fraction of seen cells believed "
-                                           "blocked (this map's density so far), capped at "
-                                           "unknown; off = unknown itself")
+    unknown_from_seen: bool = option(True, "unseen cells get the mean obstacle probability of "
+                                           "the seen cells (this map's density so far), capped "
+                                           "at unknown when that is below 0.5; off = unknown "
+                                           "itself")
     max_steps: int = option(0, "step limit (0 = 10 × optimal length / k + 50)", min=0)
     bump_feedback: bool = option(True, "a bump marks the wall it hit in the map estimate")
     stall_limit: int = option(6, "give up after this many steps in a row without moving (or "
@@ -356,22 +357,22 @@ def step_limit(nav: NavConfig, optimal: float) -> int:
     return nav.max_steps or int(10 * optimal / nav.k) + 50
 
 
-def planning_map(mapper, unknown: float, from_seen: bool = False) -> np.ndarray:
+def planning_map(mapper, unknown: float, from_seen: bool = True) -> np.ndarray:
     """The obstacle probabilities the planner sees. (H, W) float.
 
     Unseen cells get ``unknown`` (0 = the freespace assumption), or the mapper's own value
-    there when ``unknown`` is negative. With ``from_seen`` they get the fraction of the seen
-    cells believed blocked (≥ 0.5), at most ``unknown``: the map's obstacle density so far,
-    an empirical prior. A maze (half walls) keeps the cap, a map of open rooms pays less for
-    its unseen cells (benchmarks/nav_other_maps.py).
+    there when ``unknown`` is negative. With ``from_seen`` and ``unknown`` below the wall
+    threshold (passable unseen cells) they get the mean obstacle probability of the seen
+    cells, at most ``unknown``: the map's obstacle density so far, an empirical prior that
+    is never below what the mapper believes of its own seen-free cells on average. A maze
+    (half walls) keeps the cap, a map of open rooms pays less for its unseen cells
+    (``nav-bench --maps maze81 rooms121``). Nothing seen yet: ``unknown``.
     """
     prob, seen = mapper.prob, mapper.seen
     if unknown < 0:
         return prob
-    if from_seen:
-        n_seen = np.count_nonzero(seen)
-        density = np.count_nonzero(seen & (prob >= BLOCKED)) / n_seen if n_seen else 0.0
-        unknown = min(unknown, density)
+    if from_seen and unknown < BLOCKED and seen.any():
+        unknown = min(unknown, float(prob[seen].mean()))
     return np.where(seen, prob, unknown)
 
 
@@ -512,7 +513,7 @@ def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
     ``preset``: ``note`` (the note's map, soft sensor, gradient mapper, k = 1, replan always).
     ``sensor`` (:data:`SENSORS`: ``ray`` default, ``soft``), ``mapper`` (:data:`MAPPERS`:
     ``logodds`` default, ``note``), ``planner`` (:data:`NAVIGATORS`: ``gradient`` default,
-    ``astar``), each with an optional config. Returns a :class:`NavResult` (success, path,
+    or a baseline), each with an optional config. Returns a :class:`NavResult` (success, path,
     bumps, timings, final estimate). Errors name the argument.
     """
     from descentlab.planning.grid import NOTE_GOAL, NOTE_START, as_grid

@@ -256,8 +256,12 @@ class GradientPlanner:
                                            iters=iters)
                     for i, res in zip(idx, done):
                         out[i] = res
+                # this call's own time (the components) shared by every problem
+                rest = time.perf_counter() - t_start - sum(r.seconds for r in out)
+                for res in out:
+                    res.seconds += rest / len(out)
                 return out
-            chunks, seed = _length_chunks(starts, goals, self.cfg, occ)
+            chunks, seed = _length_chunks(starts, goals, self.cfg, occ, self.device)
             t_routes = time.perf_counter() - t_start
             if len(chunks) > 1:
                 out = [None] * len(starts)
@@ -272,6 +276,7 @@ class GradientPlanner:
                     res.seconds = per
                     res.timings["init"] = res.timings.get("init", 0.0) + t_routes / len(starts)
                 return out
+            routes = seed  # one chunk: the routes the length estimate solved (None if none)
         t0 = time.perf_counter()
         cfg = self.cfg
         prob = _Problem(occ, cfg, self.device)
@@ -498,20 +503,21 @@ class GradientPlanner:
                 length=cell_path_length(route), reason=None, fallback=True)
 
 
-def _length_chunks(starts, goals, cfg: PlannerConfig,
-                   occ=None) -> tuple[list[list[int]], list[np.ndarray] | None]:
+def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None,
+                   device="cpu") -> tuple[list[list[int]], list[np.ndarray] | None]:
     """Problems grouped by length (shortest first) so that each group holds at most
     ``cfg.batch_points`` waypoints: a batch pads every path to the longest one, and one huge
     tensor runs slower per waypoint than a few cache-sized ones. Lengths are the potential's
     route lengths (its solve is cached and a few % of a plan) for ``init=potential``, else
     the straight-line distance (which underestimates maze routes many times over).
+    The routes are solved on ``device`` (the planner's), as the potential init would.
     Returns (chunks of problem indices, the routes when they were computed, else None)."""
     if cfg.batch_points <= 0 or len(starts) < 2:
         return [list(range(len(starts)))], None
     cells = None
     if cfg.init == "potential" and occ is not None:
         routes = potential_routes(occ, [tuple(map(int, np.round(a))) for a in starts],
-                                  [tuple(map(int, np.round(b))) for b in goals], cfg)
+                                  [tuple(map(int, np.round(b))) for b in goals], cfg, device)
         cells = [r.cells for r in routes]
         length = np.array([cell_path_length(c) if len(c) > 1 else 0.0 for c in cells])
     else:

@@ -21,7 +21,7 @@ from descentlab.planning.navigation import (
     run_loop,
     shift_warm_start,
 )
-from descentlab.planning.search import octile_distance
+from descentlab.planning.search import astar, octile_distance
 from descentlab.planning.sensors import RaySensorConfig, make_sensor
 
 
@@ -318,18 +318,40 @@ def test_unseen_cells_get_the_seen_density_capped_at_unknown():
     from descentlab.planning.navigation import planning_map
 
     class Mapper:
-        prob = np.array([[0.9, 0.1, 0.2, 0.0], [0.8, 0.3, 0.0, 0.0]])
+        prob = np.array([[0.9, 0.1, 0.2, 0.0], [0.8, 0.0, 0.0, 0.0]])
         seen = np.array([[True, True, True, False], [True, True, False, False]])
 
-    # 5 seen cells, 2 believed blocked: unseen cells get 0.4 capped, or 2/5 = 0.4 exactly
-    out = planning_map(Mapper, 0.3, from_seen=True)
+    # 5 seen cells, mean obstacle probability 2.0 / 5 = 0.4
+    out = planning_map(Mapper, 0.3)
     assert out[0, 3] == out[1, 2] == 0.3 and out[0, 0] == 0.9  # the cap
-    out = planning_map(Mapper, 0.45, from_seen=True)
-    assert out[0, 3] == pytest.approx(0.4) and out[1, 1] == 0.3
-    assert planning_map(Mapper, 0.45)[0, 3] == 0.45  # off: the constant
-    assert planning_map(Mapper, -1.0, from_seen=True)[0, 3] == 0.0  # the mapper's own
+    out = planning_map(Mapper, 0.45)
+    assert out[0, 3] == pytest.approx(0.4) and out[1, 1] == 0.0
+    assert planning_map(Mapper, 0.45, from_seen=False)[0, 3] == 0.45  # off: the constant
+    assert planning_map(Mapper, -1.0)[0, 3] == 0.0  # the mapper's own
+    assert planning_map(Mapper, 0.6)[0, 3] == 0.6  # unseen = walls stays so
+
+    class Open:  # nothing but free readings: unseen cells as likely free as seen ones
+        prob = np.where(np.eye(3, dtype=bool), 0.018, 0.0)
+        seen = np.eye(3, dtype=bool)
+
+    assert planning_map(Open, 0.4)[0, 1] == pytest.approx(0.018)
 
     class Blind:
         prob, seen = np.zeros((2, 2)), np.zeros((2, 2), dtype=bool)
 
-    assert (planning_map(Blind, 0.4, from_seen=True) == 0.0).all()  # nothing seen: density 0
+    assert (planning_map(Blind, 0.4) == 0.4).all()  # nothing seen: the configured value
+
+
+def test_generated_problem_sets_are_seeded_and_long_enough():
+    from descentlab.planning.nav_bench import PROBLEM_SETS
+
+    for name in ("random96", "maze81", "rooms121"):
+        make = PROBLEM_SETS[name][1]
+        probs = make(2, 5, 30.0)
+        assert len(probs) == 2 and probs[0].label != probs[1].label
+        for p in probs:
+            found = astar(p.grid.occ, p.start, p.goal)
+            assert found is not None and found.length == p.optimal >= 30.0
+        again = make(2, 5, 30.0)
+        assert [(p.start, p.goal) for p in again] == [(p.start, p.goal) for p in probs]
+

@@ -265,15 +265,21 @@ def test_a_split_batch_solves_each_problem_once(monkeypatch):
 def test_plan_seconds_count_the_potential_solve(batch_points):
     # The length split solves the potential before planning each chunk: that time (on a map
     # seen for the first time: the graph and its factorisation) belongs to the plans. Their
-    # seconds add up to the call's wall-clock time, and the init stage holds the solve.
+    # seconds add up to the call's wall-clock time, an unreachable problem's included, and
+    # the stages cover the plan. Each case has its own map (nothing cached before the call).
     import time
 
-    occ, starts, goals = _reachable_problems(150, 0.15, 11, [(0, 0), (5, 5), (149, 0)],
+    occ, starts, goals = _reachable_problems(150, 0.15, 11 + (batch_points == 0),
+                                             [(0, 0), (5, 5), (149, 0)],
                                              [(149, 149), (60, 50), (0, 149)])
+    occ[69:74, 69:74] = True
+    occ[71, 71] = False  # a walled-in cell: unreachable
+    starts, goals = starts + [(0, 0)], goals + [(71, 71)]
     cfg = dataclasses.replace(PRESETS["default"], batch_points=batch_points, fine_iters=2)
     t0 = time.perf_counter()
     res = GradientPlanner(cfg).plan_batch(occ, starts, goals)
     wall = time.perf_counter() - t0
+    assert res[-1].reason == "unreachable" and all(r.valid for r in res[:-1])
     total = sum(r.seconds for r in res)
     assert 0.97 * wall <= total <= wall
     stages = sum(sum(r.timings.values()) for r in res)

