@@ -185,7 +185,8 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
                      "mapper": args.mapper, "planners": args.planners,
                      "sensor_config": dataclasses.asdict(setup.sensor_config),
                      "mapper_config": dataclasses.asdict(setup.mapper_config),
-                     "nav": dataclasses.asdict(setup.nav)}
+                     "nav": dataclasses.asdict(setup.nav),
+                     "planner_config": dataclasses.asdict(setup.planner_config)}
     rows = []
     groups_out = {**per_map, "all": out} if per_map else {next(iter(groups)): out}
     for name, res in groups_out.items():

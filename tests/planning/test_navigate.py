@@ -355,3 +355,16 @@ def test_generated_problem_sets_are_seeded_and_long_enough():
         again = make(2, 5, 30.0)
         assert [(p.start, p.goal) for p in again] == [(p.start, p.goal) for p in probs]
 
+
+
+def test_nav_bench_json_records_every_setting(tmp_path):
+    out = tmp_path / "nb.json"
+    assert main(["nav-bench", "--maps", "random96", "--n", "1", "--planners", "astar",
+                 "astar_back", "--planner-risk", "3", "--unknown-from-seen", "false",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    cfg = res["config"]
+    assert cfg["maps"] == ["random96"] and cfg["planner_config"]["risk"] == 3.0
+    assert cfg["nav"]["unknown_from_seen"] is False and cfg["sensor_config"]["radius"] > 0
+    assert set(res["summary"]) == {"astar", "astar_back"}
+    assert not any(k.startswith("gradient_vs_") for k in res)  # no gradient run: no ratio
