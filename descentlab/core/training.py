@@ -390,6 +390,19 @@ def run_settings(config: TrainConfig, accelerator: Any,
     return out
 
 
+def state_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state: every parameter and buffer, by name, as raw bytes. What a
+    resume or a cache compares for a model that has no file to point at, or whose folder may
+    move (the same weights anywhere give the same fingerprint)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _show(v: Any) -> str:
     if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
         return v[:12]                         # a sha256 fingerprint

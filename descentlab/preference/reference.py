@@ -23,6 +23,7 @@ import torch
 
 from descentlab.core.io import atomic_write
 from descentlab.core.progress import progress
+from descentlab.core.training import state_fingerprint
 from descentlab.lm.logprobs import SequenceScorer
 from descentlab.preference.data import TokenizedPairs, collate_pairs
 
@@ -46,10 +47,7 @@ def model_fingerprint(model: torch.nn.Module, source: str | os.PathLike | None =
                 st = f.stat()
                 h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     else:
-        for name, t in model.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                     if t.numel() else b"")
+        return state_fingerprint(model)
     return h.hexdigest()
 
 

@@ -17,19 +17,6 @@ from descentlab.rag.corpus import Corpus
 from descentlab.rag.retrieval import Retrieved, _check_k
 
 
-def weights_fingerprint(model) -> str:
-    """SHA-256 of a torch module's state (names, dtypes, shapes and bytes of every tensor)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 class DenseIndex:
     """Sentence-transformers embeddings + a faiss inner-product index (cosine similarity).
 
@@ -57,9 +44,11 @@ class DenseIndex:
         self.corpus = corpus
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+        from descentlab.core.training import state_fingerprint
+
         # what a training resume compares (rag.api): the embedding model's weights, wherever
         # its folder lies
-        self.params = {"model_sha256": weights_fingerprint(self.model)}
+        self.params = {"model_sha256": state_fingerprint(self.model)}
         emb = self.embed(corpus.texts)  # (D, h)
         self.index = faiss.IndexFlatIP(emb.shape[1])
         self.index.add(emb)
