@@ -17,6 +17,7 @@ import time
 from torch.profiler import ProfilerActivity, profile
 
 from descentlab.planning import load_map, load_scenarios, plan_many, sample_scenarios
+from descentlab.planning.bench import stage_seconds_per_plan
 
 
 def main() -> None:
@@ -38,10 +39,7 @@ def main() -> None:
         else:
             res = plan_many(grid, starts, goals)
         out[run] = {"seconds_per_plan": (time.perf_counter() - t0) / len(sc),
-                    # each result holds its length chunk's per-plan share: the mean over
-                    # results is the whole batch's stage time per plan
-                    "stages": {k: sum(r.timings.get(k, 0.0) for r in res) / len(res)
-                               for k in sorted({k for r in res for k in r.timings})}}
+                    "stages": stage_seconds_per_plan(res)}
         print(run, json.dumps(out[run], indent=None))
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     print(table)

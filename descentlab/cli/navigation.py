@@ -319,8 +319,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--planners", nargs="+", choices=list(NAVIGATORS), default=list(NAVIGATORS),
                    help="planners to compare (default: all)")
     b.add_argument("--min-length", type=float, default=30.0,
-                   help="shortest optimal length of a MovingAI scenario or of a random pair "
-                        "of ends (random96, maze81, rooms121) (default: 30)")
+                   help="shortest optimal length of a MovingAI scenario, or of the random ends "
+                        "of a generated set that has them (default: 30)")
     b.add_argument("--max-length", type=float, default=90.0,
                    help="MovingAI: longest optimal length of a scenario (default: 90)")
     _add_shared_args(b, bench=True)

@@ -78,6 +78,14 @@ PLANNERS: dict[str, PlannerFn] = {
 }
 
 
+def stage_seconds_per_plan(results: Sequence[PlanResult]) -> dict[str, float]:
+    """Seconds per plan in each stage of a batch (setup, init, descent, check). Each result
+    holds its own batch's (length chunk's) per-plan share, so the mean over results is the
+    whole batch's stage time per plan."""
+    stages = sorted({k for r in results for k in r.timings})
+    return {k: float(np.mean([r.timings.get(k, 0.0) for r in results])) for k in stages}
+
+
 def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
                config: PlannerConfig | None = None, device: str = "cpu", seed: int = 0,
                batch: int = 0, log: Callable[[str], None] | None = None,
@@ -119,7 +127,6 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
                      "reason": res.reason})
     ratios = [r["length_ratio"] for r in rows if r["valid"]]
     ratios_aa = [r["length_ratio_anyangle"] for r in rows if r["length_ratio_anyangle"] is not None]
-    stages = sorted({k for r in results for k in r.timings})
     return {
         "planner": planner, "map": grid.name, "device": str(device), "n": len(rows),
         "success_rate": float(np.mean([r["valid"] for r in rows])) if rows else 0.0,
@@ -134,9 +141,7 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
         "time_ratio_vs_astar": (float(np.median([r["time_s"] for r in rows]))
                                 / max(1e-12, float(np.median(astar_times)))),
         "fallbacks": int(sum(r.fallback for r in results)),
-        # each result holds its batch's (length chunk's) per-plan share: the mean is per plan
-        "stage_seconds_per_plan": {k: float(np.mean([r.timings.get(k, 0.0) for r in results]))
-                                   for k in stages},
+        "stage_seconds_per_plan": stage_seconds_per_plan(results),
         "astar_time_per_plan_s_median": float(np.median(astar_times)),
         "batch": batch,
         "per_bucket": rows,

@@ -84,9 +84,7 @@ def pair_problem(grid: GridMap, seed: int, min_length: float = 30.0) -> Problem:
     biggest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
     cells = np.argwhere(labels == biggest)  # (F, 2)
     rng = np.random.default_rng(seed)
-    for _ in range(1000):
-        if len(cells) < 2:
-            break
+    for _ in range(1000 if len(cells) >= 2 else 0):
         a, b = (tuple(int(v) for v in cells[i]) for i in rng.choice(len(cells), 2, replace=False))
         found = astar(grid.occ, a, b)
         if found is not None and found.length >= min_length:

@@ -128,11 +128,11 @@ class GradientNavigator:
     """The gradient planner of part A on the estimated obstacle probabilities.
 
     The estimate (unseen cells passable, at the seen cells' obstacle density capped at
-    ``NavConfig.unknown``) is a map like
-    any other, so a plan from scratch is the planner's default: the route of steepest ascent
-    on the global potential of the estimate (complete: if the estimate has a way, the route
-    takes it; the ``nav`` preset's state cost makes it keep to cells seen free where that is
-    no longer), refined by the note's loss.
+    ``NavConfig.unknown``) is a map like any other, so a plan from scratch is the planner's
+    default: the route of steepest ascent on the global potential of the estimate
+    (complete: if the estimate has a way, the route takes it; the ``nav`` preset's state
+    cost makes it keep to cells seen free where that is no longer), refined by the note's
+    loss.
     A replan whose warm start (the previous plan shifted to the bot) is still free on the
     estimate refines the warm start alone (one trajectory, ``replan_iters`` Adam steps); one
     whose warm start is blocked (the reason to replan with ``replan=on_change``), or whose

@@ -508,8 +508,9 @@ def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None,
     """Problems grouped by length (shortest first) so that each group holds at most
     ``cfg.batch_points`` waypoints: a batch pads every path to the longest one, and one huge
     tensor runs slower per waypoint than a few cache-sized ones. Lengths are the potential's
-    route lengths (its solve is cached and a few % of a plan) for ``init=potential``, else
-    the straight-line distance (which underestimates maze routes many times over).
+    route lengths for ``init=potential`` (solved once here and passed on to the chunks as
+    their seed routes), else the straight-line distance (which underestimates maze routes
+    many times over).
     The routes are solved on ``device`` (the planner's), as the potential init would.
     Returns (chunks of problem indices, the routes when they were computed, else None)."""
     if cfg.batch_points <= 0 or len(starts) < 2:

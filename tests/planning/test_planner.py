@@ -99,3 +99,17 @@ def test_config_rejects_bad_values():
         PlannerConfig(init="nope")
     with pytest.raises(ValueError):
         PlannerConfig(spacing=0)
+
+
+def test_stage_seconds_per_plan_is_the_mean_over_plans():
+    # A split batch: each plan holds its own chunk's per-plan share; a stage a chunk did not
+    # have counts as 0 for its plans.
+    from descentlab.planning.bench import stage_seconds_per_plan
+    from descentlab.planning.planner import PlanResult
+
+    def res(**timings):
+        one = np.zeros((1, 2))
+        return PlanResult(one, one.astype(int), True, 0.0, timings=timings)
+
+    out = stage_seconds_per_plan([res(init=1.0), res(init=3.0, descent=2.0), res(init=2.0)])
+    assert out == pytest.approx({"descent": 2.0 / 3, "init": 2.0})
