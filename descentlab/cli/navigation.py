@@ -198,8 +198,9 @@ def run_nav_bench(args: argparse.Namespace) -> dict:
     print(format_table(rows))
     for name, res in groups_out.items():
         for key, value in res.items():
-            if key.startswith("gradient_vs_"):
-                print(f"{name} {key}: {value:.4f}")
+            if key.startswith("gradient_vs_") and not key.endswith("_ci95"):
+                lo, hi = res[f"{key}_ci95"]
+                print(f"{name} {key}: {value:.4f} (95% bootstrap interval {lo:.3f}-{hi:.3f})")
     return out
 
 

@@ -13,7 +13,8 @@ optimal length on the true map, successful runs), ``bumps_mean``, ``replans_mean
 ``time_per_step_ms_median`` (map update + replanning, over every step of every run) and
 ``map_accuracy_seen`` (fraction of seen cells classified right, mean over runs);
 ``gradient_vs_<baseline>_length`` (every other planner run) is the gradient navigator's
-mean travelled length over that baseline's on the problems both solved.
+mean travelled length over that baseline's on the problems both solved, and
+``gradient_vs_<baseline>_length_ci95`` its paired bootstrap 95 % interval over those problems.
 """
 
 from __future__ import annotations
@@ -189,13 +190,33 @@ def summarise(runs: Sequence) -> dict:
     }
 
 
+def _both_solved(runs_a: Sequence, runs_b: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Travelled lengths of ``a`` and ``b`` on the problems both solved: (M,), (M,)."""
+    both = [(a.travelled, b.travelled) for a, b in zip(runs_a, runs_b) if a.success and b.success]
+    la, lb = zip(*both) if both else ((), ())
+    return np.asarray(la, dtype=float), np.asarray(lb, dtype=float)
+
+
 def length_ratio_between(runs_a: Sequence, runs_b: Sequence) -> float:
     """Mean travelled length of ``a`` over that of ``b`` on the problems both solved."""
-    both = [(a.travelled, b.travelled) for a, b in zip(runs_a, runs_b) if a.success and b.success]
-    if not both:
-        return math.nan
-    la, lb = zip(*both)
-    return float(np.mean(la) / np.mean(lb))
+    la, lb = _both_solved(runs_a, runs_b)
+    return float(la.mean() / lb.mean()) if len(la) else math.nan
+
+
+def ratio_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95, n_boot: int = 10000,
+                   seed: int = 0) -> tuple[float, float]:
+    """Paired percentile-bootstrap interval (Efron & Tibshirani 1993, ch. 13) of
+    mean(a) / mean(b): problems are resampled with replacement, each keeping its pair.
+    a, b (M,). How far the ratio could move with other problems of the same kind; one long
+    detour among 40 problems widens it a lot. Seeded: the same runs give the same interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))  # (R, M)
+    ratios = a[idx].sum(1) / b[idx].sum(1)  # (R,)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def _summaries(results: dict[str, list]) -> dict:
@@ -203,8 +224,9 @@ def _summaries(results: dict[str, list]) -> dict:
     if "gradient" in results:
         for p in results:
             if p != "gradient":
-                out[f"gradient_vs_{p}_length"] = length_ratio_between(results["gradient"],
-                                                                      results[p])
+                pair = results["gradient"], results[p]
+                out[f"gradient_vs_{p}_length"] = length_ratio_between(*pair)
+                out[f"gradient_vs_{p}_length_ci95"] = list(ratio_interval(*_both_solved(*pair)))
     return out
 
 

@@ -199,6 +199,27 @@ def test_summaries_and_the_length_ratio_between_planners():
         runs[1].travelled / runs[0].travelled)
 
 
+def test_the_bootstrap_interval_of_the_length_ratio():
+    from descentlab.planning.nav_bench import ratio_interval
+
+    a = np.array([30.0, 50.0, 80.0, 120.0])
+    assert ratio_interval(a, a / 1.1) == pytest.approx((1.1, 1.1))  # a fixed ratio: no spread
+    lo, hi = ratio_interval([10.0, 10.0, 10.0, 50.0], [10.0] * 4)  # one long detour
+    assert lo == pytest.approx(1.0) and hi > 2.0  # every resample without it is at 1
+    assert ratio_interval([1.0], [2.0], seed=3) == (0.5, 0.5)
+    assert all(math.isnan(v) for v in ratio_interval([], []))
+    # coverage: pairs whose true ratio of means is 1.2 (b ~ U(20, 100), a = 1.2·b·noise with
+    # E[noise] = 1); the 95 % interval of 40 pairs should hold 1.2 about 95 % of the time
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(200):
+        b = rng.uniform(20, 100, 40)
+        a = 1.2 * b * rng.lognormal(-0.02, 0.2, 40)  # E[lognormal(mu, s)] = exp(mu + s²/2) = 1
+        lo, hi = ratio_interval(a, b, n_boot=2000, seed=i)
+        hits += lo <= 1.2 <= hi
+    assert 0.88 <= hits / 200 <= 0.99
+
+
 def test_note_preset_reaches_its_goal(tmp_path):
     out = tmp_path / "note.json"
     assert main(["navigate", "--preset", "note", "--out", "", "--json", str(out)]) == 0
@@ -305,13 +326,16 @@ def test_nav_bench_compares_the_gradient_with_every_baseline():
     out = run_bench(random_problems(3, 0, size=16), ["gradient", "astar", "astar_back"],
                     setup, results=runs)
     assert sorted(k for k in out if k.startswith("gradient_vs_")) == [
-        "gradient_vs_astar_back_length", "gradient_vs_astar_length"]
+        "gradient_vs_astar_back_length", "gradient_vs_astar_back_length_ci95",
+        "gradient_vs_astar_length", "gradient_vs_astar_length_ci95"]
     for base in ("astar", "astar_back"):
         both = [(g.travelled, b.travelled) for g, b in zip(runs["gradient"], runs[base])
                 if g.success and b.success]
         assert both
         assert out[f"gradient_vs_{base}_length"] == pytest.approx(
             sum(g for g, _ in both) / sum(b for _, b in both))
+        lo, hi = out[f"gradient_vs_{base}_length_ci95"]
+        assert lo <= out[f"gradient_vs_{base}_length"] <= hi
 
 
 def test_unseen_cells_get_the_seen_density_capped_at_unknown():
