@@ -21,19 +21,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str | None):
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` -> torch.device; unusable CUDA is an InputError."""
+#: The device types the project runs on (the planners' and trainers' kernels are CPU or CUDA).
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def resolve_device(name: Any = None):
+    """``cpu``, ``cuda``, ``cuda:N``, ``auto`` (or a torch.device) -> torch.device.
+
+    Refused (InputError, ``where="device"``): unusable CUDA, a name torch does not know, and
+    a device type torch knows but this project does not run on (``mps``, ``meta``…), which
+    would otherwise fall back to the CPU without a word."""
     import torch
 
-    name = name or "cpu"
+    name = str(name) if name is not None else "cpu"
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but torch sees no GPU", where="device")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown device {name!r}", where="device") from None
+    if device.type not in DEVICE_TYPES:
+        raise InputError(f"device {name!r} is not supported (cpu, cuda, cuda:N or auto)",
+                         where="device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA was requested but torch sees no GPU", where="device")
+    return device
 
 
 @contextlib.contextmanager

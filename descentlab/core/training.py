@@ -94,6 +94,7 @@ from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.core.io import atomic_write
 from descentlab.core.progress import progress
+from descentlab.core.seeding import resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
@@ -325,14 +326,15 @@ def make_accelerator(precision: str = "auto", device: str | torch.device = "cpu"
     """The loop's accelerator on ``device``: a :class:`LocalAccelerator` in one process, an
     ``accelerate.Accelerator`` under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE > 1``).
 
-    Distributed on a CPU device (or a machine without CUDA) the processes form a gloo
-    (MULTI_CPU) group. Note: with accelerate 1.x, ``accelerate launch --cpu --num_processes
-    N`` starts ONE process unless MPI is configured; on CPU use ``accelerate launch
-    --multi_gpu --num_processes N`` (torchrun), which this function turns into a CPU group.
+    Distributed on a CPU device the processes form a gloo (MULTI_CPU) group. Note: with
+    accelerate 1.x, ``accelerate launch --cpu --num_processes N`` starts ONE process unless
+    MPI is configured; on CPU use ``accelerate launch --multi_gpu --num_processes N``
+    (torchrun), which this function turns into a CPU group. A device other than the CPU
+    or a usable GPU is refused (:func:`~descentlab.core.seeding.resolve_device`).
     Nothing here touches process-wide state in a single process.
     """
-    device = torch.device(device)
-    cpu = device.type == "cpu" or not torch.cuda.is_available()
+    device = resolve_device(device)  # an unusable or unsupported device is refused
+    cpu = device.type == "cpu"
     mp = resolve_precision(precision, torch.device("cpu") if cpu else device)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return LocalAccelerator(mp, "cpu" if cpu else device)
@@ -534,6 +536,8 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, config:
     log_path = out / LOG if out is not None else None
     if resume and out is None:
         raise InputError("resuming needs the output folder of the run", where="out_dir")
+    if extend and not resume:  # a fresh run would replace the run it was meant to extend
+        raise InputError("extends a checkpointed run: it needs resume", where="extend")
     current = run_settings(config, acc, settings)
     if resume:      # before any work: the checkpoint must be this run's
         state = _load_checkpoint(ckpt_path, mmap=False)

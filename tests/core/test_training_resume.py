@@ -90,6 +90,28 @@ def test_extend_with_a_constant_schedule_equals_the_longer_run(tmp_path):
               tmp_path / "x", resume=True, extend=True)
 
 
+def test_extend_without_resume_is_refused_before_the_run_is_replaced(tmp_path):
+    batch_fn, loss_fn = _problem()
+    short = dataclasses.replace(BASE, max_steps=4)
+    train(_model(), loss_fn, batch_fn, short, tmp_path / "x")
+    saved = (tmp_path / "x" / "checkpoint.pt").read_bytes()
+    with pytest.raises(InputError, match="resume") as err:
+        train(_model(), loss_fn, batch_fn, dataclasses.replace(short, max_steps=6),
+              tmp_path / "x", extend=True)
+    assert err.value.where == "extend"
+    assert (tmp_path / "x" / "checkpoint.pt").read_bytes() == saved
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "cuda:0", "gpu"])
+def test_a_device_the_loop_cannot_use_is_refused_not_replaced_by_the_cpu(device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is usable here")
+    with pytest.raises(InputError) as err:
+        make_accelerator("no", device)
+    assert err.value.where == "device"
+    assert make_accelerator("no", torch.device("cpu")).device.type == "cpu"
+
+
 def test_extend_with_cosine_follows_the_new_schedule_and_resumes_exactly(tmp_path):
     batch_fn, loss_fn = _problem()
     short = dataclasses.replace(BASE, max_steps=4, log_every=1)
