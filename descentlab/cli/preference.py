@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from descentlab.cli.options import add_config_args, config_from_args
+from descentlab.core.errors import InputError
 from descentlab.core.outputs import folder
 from descentlab.core.table import format_table
 from descentlab.core.training import save_pretrained
@@ -71,6 +72,8 @@ def run_train(args: argparse.Namespace) -> dict:
     from descentlab.preference.viz import plot_training
 
     hf_logging.disable_progress_bar()      # per-shard save/load bars; ours shows the training
+    if args.extend and not args.resume:  # before OUT/init is rebuilt for a fresh run
+        raise InputError("continues a checkpointed run: add --resume", where="--extend")
     seed_everything(args.seed)
     device = resolve_device(args.device)
     params = config_from_args(LossParams, args)

@@ -195,10 +195,12 @@ def _trl_fit(prompt: list[int], chosen: list[int], rejected: list[int], max_leng
 
 def _keep_end_fit(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int,
                   max_prompt_length: int | None):
-    # the prompt keeps its last max_prompt_length (default max_length // 2) tokens, each
-    # response its first max_length − len(prompt)
-    prompt = prompt[-(max_prompt_length or max_length // 2):]
-    room = max(1, max_length - len(prompt))
+    # the prompt keeps its last max_prompt_length (default max_length // 2) tokens, at most
+    # max_length − 1 (a response token always fits), each response its first
+    # max_length − len(prompt)
+    keep = min(max_prompt_length or max_length // 2, max_length - 1)
+    prompt = prompt[-keep:]                      # keep >= 1 (_fitter)
+    room = max_length - len(prompt)
     return prompt, chosen[:room], rejected[:room]
 
 
@@ -207,6 +209,21 @@ TRUNCATIONS = {
     "drop": _trl_fit,            # TRL's DPOTrainer (keep_start): drop rows, cut responses
     "keep_end": _keep_end_fit,   # cut the prompt's start, then the responses' ends
 }
+
+
+def _fitter(truncation: str, max_length: int, max_prompt_length: int | None):
+    """The fit function of ``truncation``, after checking the limits (InputError naming the
+    argument): a prompt token and a response token must fit ``max_length``."""
+    if truncation not in TRUNCATIONS:
+        raise InputError(f"unknown truncation {truncation!r}; choose from "
+                         f"{', '.join(TRUNCATIONS)}", where="truncation")
+    if max_length < 2:
+        raise InputError(f"must be at least 2 (a prompt and a response token), got "
+                         f"{max_length}", where="max_length")
+    if max_prompt_length is not None and max_prompt_length < 1:
+        raise InputError(f"must be at least 1, got {max_prompt_length}",
+                         where="max_prompt_length")
+    return TRUNCATIONS[truncation]
 
 
 @dataclass
@@ -286,14 +303,13 @@ def tokenize_pairs(rows: list[dict], tokenizer, *, max_length: int = 512,
     ``drop`` (default, TRL's): a row whose prompt has ``>= max_length`` tokens (or more than
     ``max_prompt_length``, when given) is dropped; a response is cut to ``max_length −
     len(prompt)`` tokens (keeps its start). ``keep_end``: a prompt longer than
-    ``max_prompt_length`` (default ``max_length // 2``) keeps its end, then responses are cut
-    likewise. Counts go to ``result.truncation``; with ``warn``, any drop or cut is a
-    ``UserWarning`` with its share. All rows dropped: InputError.
+    ``max_prompt_length`` (default ``max_length // 2``; at most ``max_length − 1``, so a
+    response token always fits) keeps its end, then responses are cut likewise. Either way
+    every prompt + response has at most ``max_length`` tokens. Counts go to
+    ``result.truncation``; with ``warn``, any drop or cut is a ``UserWarning`` with its share.
+    All rows dropped, or ``max_length < 2``: InputError.
     """
-    if truncation not in TRUNCATIONS:
-        raise InputError(f"unknown truncation {truncation!r}; choose from "
-                         f"{', '.join(TRUNCATIONS)}", where="truncation")
-    fit = TRUNCATIONS[truncation]
+    fit = _fitter(truncation, max_length, max_prompt_length)
     eos = tokenizer.eos_token
     rep = TruncationReport(truncation, max_length, rows=len(rows))
     out = TokenizedPairs([], [], [], truncation=rep)
@@ -343,17 +359,16 @@ def fit_prompts(prompts: list[list[int]], *, max_length: int,
 
     ``drop`` (default, TRL's): a prompt of ``>= max_length`` tokens (or more than
     ``max_prompt_length``, when given) is dropped. ``keep_end``: a prompt longer than
-    ``max_prompt_length`` (default ``max_length // 2``) keeps its last tokens. The report
+    ``max_prompt_length`` (default ``max_length // 2``; at most ``max_length − 1``) keeps its
+    last tokens. The report
     counts dropped and cut prompts (``rows`` = prompts); with ``warn`` any of them is a
     ``UserWarning`` with its share. All prompts dropped: InputError.
     """
-    if truncation not in TRUNCATIONS:
-        raise InputError(f"unknown truncation {truncation!r}; choose from "
-                         f"{', '.join(TRUNCATIONS)}", where="truncation")
+    fit = _fitter(truncation, max_length, max_prompt_length)
     rep = TruncationReport(truncation, max_length, rows=len(prompts))
     kept, index = [], []
     for k, prompt in enumerate(prompts):
-        fitted = TRUNCATIONS[truncation](prompt, [], [], max_length, max_prompt_length)
+        fitted = fit(prompt, [], [], max_length, max_prompt_length)
         if fitted is None:
             rep.dropped += 1
             continue

@@ -100,7 +100,8 @@ class PrefConfig:
                              choices=TRUNCATIONS)
     max_prompt_length: int | None = option(None, "max prompt tokens: longer prompts are "
                                            "dropped (drop) or keep their end (keep_end; "
-                                           "default max_length/2)", min=1)
+                                           "default max_length/2, at most max_length-1)",
+                                           min=1)
     chat_template: str | None = option(None, "chat template for conversational data when the "
                                        "tokenizer has none: a Jinja file or template text")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in "

@@ -199,9 +199,10 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     :func:`~descentlab.preference.offline.train_offline` (``pdpo`` is scored as ``dpo_bg``).
     ``reward`` is tried on the first prompt before any work (:func:`~descentlab.preference.
     oracles.check_reward`). Prompts keep their last ``max_prompt_length`` (default
-    ``max_length // 2``) tokens (``keep_end`` whatever ``pref.truncation`` says: a prompt
-    is never dropped), capped so that prompt + ``max_new_tokens`` fit the model; how many
-    were cut is ``result.truncation`` (count and share, also a warning).
+    ``max_length // 2``; at most ``max_length − 1``) tokens (``keep_end`` whatever
+    ``pref.truncation`` says: a prompt is never dropped), ``max_length`` being capped so
+    that prompt + ``max_new_tokens`` fit the model; how many were cut is
+    ``result.truncation`` (count and share, also a warning).
     ``settings`` (the caller's, e.g. the reward's name) join :func:`resume_settings`.
     """
     model = prepare_model(model, tokenizer, pref, accelerator.device)
@@ -221,9 +222,8 @@ def train_onpolicy(model, tokenizer, prompts: list, *, pref: PrefConfig, params:
     if needs_reference(pref.loss, params):
         live_ref = reference_scorer(model, ref_model, pref.fused_head, accelerator.device,
                                     accelerator.autocast)
-    max_prompt = min(pref.max_prompt_length or pref.max_length // 2, pref.max_length)
     batch_fn = make_onpolicy_batch_fn(prompts, tokenizer, reward, onp, live_ref, pref.max_length,
-                                      max_prompt, prompt_ids)
+                                      pref.max_prompt_length, prompt_ids)
     scorer = SequenceScorer(model, pref.fused_head)
     res = train(scorer, make_loss_fn(pref.loss, params), batch_fn, train_cfg, out_dir,
                 resume=resume, extend=extend, settings=every, accelerator=accelerator,

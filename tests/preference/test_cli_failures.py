@@ -128,6 +128,26 @@ def test_long_conversational_rows_fit_the_tiny_models_context(tmp_path, capsys):
             "max_length 256") in err
 
 
+
+@pytest.mark.parametrize("truncation", ["drop", "keep_end"])
+def test_max_prompt_length_above_the_context_trains_within_it(tmp_path, capsys, truncation):
+    """keep_end with --max-prompt-length 100 in a 16-position model gave IndexError (the
+    prompt kept 100 tokens); now a prompt keeps at most max_length - 1 tokens, every sequence
+    fits, and the counts say what was cut."""
+    rows = [{"prompt": "describe " + " ".join(["sun"] * n), "chosen": " warm" * 20,
+             "rejected": " cold"} for n in (30, 12, 3, 2)]
+    data = write_rows(tmp_path / "long.jsonl", rows)
+    argv = train_args(data, tmp_path / "o", "--max-steps", "1", "--truncation", truncation,
+                      "--max-prompt-length", "100", "--n-positions", "16",
+                      "--json", str(tmp_path / "r.json"))
+    rc, _, err = run(argv, capsys)
+    assert rc == 0, err
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["max_length"] == 16
+    want = ({"dropped": 0, "prompts_cut": 1, "chosen_cut": 4} if truncation == "keep_end"
+            else {"dropped": 1, "prompts_cut": 0, "chosen_cut": 3})
+    assert {k: res["truncation"][k] for k in want} == want
+
 def test_resume_refuses_a_changed_loss_in_one_line_and_touches_nothing(tmp_path, capsys,
                                                                          data):
     out = tmp_path / "o"
@@ -143,6 +163,11 @@ def test_resume_refuses_a_changed_loss_in_one_line_and_touches_nothing(tmp_path,
     rc, _, err = run(train_args(data, out, "--loss", "ipo", "--resume", "--max-steps", "3"),
                      capsys)
     assert rc == 2 and "max_steps differs: checkpoint 2, now 3" in err[0]
+    # --extend without --resume would start afresh over the run it was meant to extend
+    rc, _, err = run(train_args(data, out, "--loss", "ipo", "--extend", "--max-steps", "3"),
+                     capsys)
+    assert rc == 2 and err == ["descentlab prefopt train: error: --extend: continues a "
+                               "checkpointed run: add --resume"]
     assert snapshot(out) == before
 
 

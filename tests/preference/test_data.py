@@ -112,3 +112,53 @@ def test_collate_concatenates_chosen_then_rejected():
     assert b["ref_logps"].tolist() == [4.0, 0.0, 5.0, 1.0]
     row0 = b["input_ids"][1, : b["attention_mask"][1].sum()].tolist()
     assert row0 == pairs.prompt[0] + pairs.chosen[0]
+
+
+def test_every_truncation_fits_max_length_and_reports_truthfully():
+    """For every mode, max_length and max_prompt_length (even >= max_length): each prompt +
+    response has at most max_length tokens and at least one response token, the kept tokens
+    are the prompt's end (keep_end) or whole prompt (drop) and the responses' starts, and
+    the report counts exactly the rows dropped and the parts cut."""
+    rows = [{"prompt": " ".join(["sun"] * n), "chosen": " warm" * m, "rejected": " cold" * 2}
+            for n in (1, 2, 3, 5, 8, 13, 21) for m in (1, 2, 5, 13)]
+    _, tok = build_tiny([t for r in rows for t in row_texts(r)], TinyLMConfig())
+    full = tokenize_pairs(rows, tok, max_length=10**6, warn=False)     # nothing cut
+    for mode in ("drop", "keep_end"):
+        for max_length in range(2, 26):
+            for max_prompt in (None, 1, 3, max_length - 1, max_length, 100):
+                if mode == "drop" and all(len(p) >= max_length for p in full.prompt):
+                    continue                                # every row dropped: InputError
+                got = tokenize_pairs(rows, tok, max_length=max_length,
+                                     max_prompt_length=max_prompt, truncation=mode, warn=False)
+                rep, case = got.truncation, (mode, max_length, max_prompt)
+                if mode == "keep_end":
+                    assert got.rows == list(range(len(rows))), case
+                    keep = min(max_prompt or max_length // 2, max_length - 1)
+                else:
+                    assert got.rows == [k for k, p in enumerate(full.prompt)
+                                        if len(p) < max_length
+                                        and (max_prompt is None or len(p) <= max_prompt)], case
+                    keep = max_length
+                cut = [0, 0, 0]
+                for i, k in enumerate(got.rows):
+                    p, c, r = got.prompt[i], got.chosen[i], got.rejected[i]
+                    assert len(p) + max(len(c), len(r)) <= max_length, case
+                    assert c and r, case
+                    assert len(p) == min(len(full.prompt[k]), keep), case
+                    assert p == full.prompt[k][len(full.prompt[k]) - len(p):], case
+                    assert c == full.chosen[k][:len(c)] and r == full.rejected[k][:len(r)], case
+                    assert len(c) == min(len(full.chosen[k]), max_length - len(p)), case
+                    for j, (a, b) in enumerate(((p, full.prompt[k]), (c, full.chosen[k]),
+                                                (r, full.rejected[k]))):
+                        cut[j] += len(a) < len(b)
+                assert rep.dropped == len(rows) - len(got), case
+                assert [rep.prompts_cut, rep.chosen_cut, rep.rejected_cut] == cut, case
+
+
+@pytest.mark.parametrize("kwargs, where", [({"max_length": 1}, "max_length"),
+                                           ({"max_prompt_length": 0}, "max_prompt_length")])
+@pytest.mark.parametrize("mode", ["drop", "keep_end"])
+def test_impossible_length_limits_are_refused_naming_the_argument(kwargs, where, mode):
+    _, tok = build_tiny(row_texts(GOOD), TinyLMConfig())
+    with pytest.raises(InputError, match=f"^{where}: must be at least"):
+        tokenize_pairs([GOOD], tok, **{"max_length": 8, **kwargs}, truncation=mode)

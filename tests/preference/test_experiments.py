@@ -244,3 +244,32 @@ def test_length_small_cli_and_resume(tmp_path, capsys):
     assert main(["prefopt", "experiment", "length", *small, "--steps", "5", "--out", str(out),
                  "--resume"]) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_length_resume_never_mixes_in_another_configs_seed(tmp_path):
+    """A (2 seeds) runs; B, other settings (β and the SFT's lr) into the same folder without
+    resume, is interrupted after seed 0; C resumes B. C must reuse B's seed 0 and redo seed 1
+    (whose π₀, checkpoints and results are A's), giving exactly a fresh B."""
+    small = dict(length.QUICK, n_sft=160, sft_steps=20, steps=4, eval_every=4, eval_prompts=4,
+                 eval_pairs=8, n_layer=1, n_embd=16, grad_examples=4, n_train_pairs=32,
+                 n_heldout_pairs=8, max_new_tokens=12, losses=("dpo",), seeds=2)
+    cfg_a, cfg_b = length.Config(**small), length.Config(**small, beta=0.2, sft_lr=1e-3)
+    out = tmp_path / "l"
+    a = length.run(cfg_a, out)
+
+    def interrupt(seed):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        length.run(cfg_b, out, on_seed=interrupt)
+    b_seed0 = (out / "seed0" / "dpo" / "result.json").read_text()
+    c = length.run(cfg_b, out, resume=True)
+    fresh = length.run(cfg_b, tmp_path / "fresh")
+    assert (out / "seed0" / "dpo" / "result.json").read_text() == b_seed0     # reused
+
+    def finals(res):
+        return [{k: v for k, v in s.items() if k != "seconds"}
+                for s in res["losses"]["dpo"]["per_seed"]]
+
+    assert finals(c) == finals(fresh)
+    assert finals(c)[1] != finals(a)[1]              # the settings do change seed 1's numbers

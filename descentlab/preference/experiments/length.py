@@ -175,6 +175,27 @@ class Lab:
     eval_prompts: list[str]
     data_stats: dict
 
+    @property
+    def fingerprint(self) -> str:
+        """What every artefact of this seed records (:func:`_fingerprint`)."""
+        return _fingerprint(self.cfg, self.seed)
+
+
+def _own_checkpoint(out_dir: Path, tcfg, device: torch.device, fp: str) -> bool:
+    """Whether ``out_dir`` holds a checkpoint of this run to continue (written with
+    ``settings={"lab": fp}``); one of other settings (left by an interrupted run) or of an
+    older version is not continued: the run starts over and replaces it."""
+    from descentlab.core.training import CHECKPOINT, check_resume, make_accelerator, run_settings
+
+    if not (out_dir / CHECKPOINT).exists():
+        return False
+    settings = run_settings(tcfg, make_accelerator(tcfg.precision, device), {"lab": fp})
+    try:
+        check_resume(out_dir, settings)
+    except InputError:         # another run's (or unreadable): start over
+        return False
+    return True
+
 
 def _sft(model, tok, rows: list[dict], cfg: Config, out_dir: Path, device: torch.device,
          seed: int, resume: bool) -> None:
@@ -196,14 +217,17 @@ def _sft(model, tok, rows: list[dict], cfg: Config, out_dir: Path, device: torch
     tcfg = TrainConfig(lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=cfg.sft_batch,
                        warmup_steps=max(1, cfg.sft_steps // 20), log_every=max(1, cfg.sft_steps // 10),
                        save_every=max(1, cfg.sft_steps // 4), precision="no", seed=seed)
+    fp = _fingerprint(cfg, seed)
     train(SequenceScorer(model), loss_fn, batches, tcfg, out_dir, device=device,
-          resume=resume and (out_dir / "checkpoint.pt").exists(), desc=f"SFT seed {seed}")
+          resume=resume and _own_checkpoint(out_dir, tcfg, device, fp), settings={"lab": fp},
+          desc=f"SFT seed {seed}")
 
 
 def build_lab(cfg: Config, seed: int, out_dir: Path, device: torch.device,
               resume: bool = False) -> Lab:
     """Data, tokenizer, tiny GPT-2, SFT (π₀, cached in ``out_dir/sft/pi0.pt``), reference
-    log-probs of every pair."""
+    log-probs of every pair. ``resume``: reuse π₀ (and continue the SFT checkpoint) only if
+    written for this ``cfg`` and ``seed``."""
     from descentlab.lm.logprobs import SequenceScorer
     from descentlab.lm.tiny import TinyLMConfig, build_tiny
     from descentlab.preference.data import row_texts, tokenize_pairs
@@ -215,13 +239,15 @@ def build_lab(cfg: Config, seed: int, out_dir: Path, device: torch.device,
     tiny = TinyLMConfig(n_layer=cfg.n_layer, n_head=2, n_embd=cfg.n_embd, n_positions=64)
     model, tok = build_tiny(texts, tiny, seed=seed)
     model.to(device)
-    pi0_path = out_dir / "sft" / "pi0.pt"
-    if resume and pi0_path.exists():
-        model.load_state_dict(torch.load(pi0_path, map_location=device, weights_only=True))
+    pi0_path, fp = out_dir / "sft" / "pi0.pt", _fingerprint(cfg, seed)
+    saved = torch.load(pi0_path, map_location=device, weights_only=True) \
+        if resume and pi0_path.exists() else {}
+    if saved.get("fingerprint") == fp:
+        model.load_state_dict(saved["state_dict"])
     else:
         _sft(model, tok, rows["sft"], cfg, out_dir / "sft", device, seed, resume)
         with atomic_write(pi0_path, "wb") as f:
-            torch.save(model.state_dict(), f)
+            torch.save({"fingerprint": fp, "state_dict": model.state_dict()}, f)
     model.eval().requires_grad_(False)
     tr = tokenize_pairs(rows["train"], tok, max_length=64)
     ho = tokenize_pairs(rows["heldout"], tok, max_length=64)
@@ -257,7 +283,9 @@ FINAL_FIELDS = ("final_expected_reward", "reward_delta", "mean_length_delta",
 def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
                   resume: bool = False) -> dict:
     """Train one loss setting from π₀ with the shared loop; returns (and writes to
-    ``out_dir/result.json``) its evaluation records, training log and final diagnostic."""
+    ``out_dir/result.json``) its evaluation records, training log and final diagnostic.
+    ``resume``: reuse the result (or continue the checkpoint) only if written for this
+    lab's config and seed (:attr:`Lab.fingerprint`)."""
     import contextlib
     import time
 
@@ -268,9 +296,10 @@ def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
     from descentlab.preference.onpolicy import OnPolicyConfig, make_onpolicy_batch_fn
     from descentlab.preference.reference import reference_scorer
 
-    done = out_dir / "result.json"
-    if resume and done.exists():
-        return read_json(done)
+    done, fp = out_dir / "result.json", lab.fingerprint
+    saved = read_json(done) if resume and done.exists() else {}
+    if saved.get("fingerprint") == fp:
+        return saved
     cfg, tok = lab.cfg, lab.tokenizer
     model = copy.deepcopy(lab.pi0).requires_grad_(True).train()
     tcfg = TrainConfig(lr=cfg.lr, max_steps=cfg.steps, batch_size=cfg.batch_size,
@@ -290,8 +319,8 @@ def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
     res = train(SequenceScorer(model), make_loss_fn(variant.loss, variant.params), batch_fn,
                 tcfg, out_dir, device=lab.device,
                 eval_fn=lambda scorer, step: evaluate(scorer.model, lab, variant),
-                resume=resume and (out_dir / "checkpoint.pt").exists(),
-                desc=f"{name} (seed {lab.seed})")
+                resume=resume and _own_checkpoint(out_dir, tcfg, lab.device, fp),
+                settings={"lab": fp}, desc=f"{name} (seed {lab.seed})")
     seconds = time.perf_counter() - t0
     diag = gradnorm_diagnostic(res.model.model, lab, {name: variant})["losses"][name]
     evals = [{"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval/")}}
@@ -301,7 +330,7 @@ def train_variant(lab: Lab, name: str, variant: Variant, out_dir: Path,
     out = {"evals": evals, "train_log": [{"step": r["step"], **{k: r[k] for k in keys if k in r}}
                                          for r in res.history],
            "gradnorm_final": {"slope": diag["slope"], "corr": diag["corr"]},
-           "seconds": seconds}
+           "seconds": seconds, "fingerprint": fp}
     write_json(done, out)
     return out
 
@@ -322,6 +351,8 @@ def _finals(init: dict, init_acc: float, run: dict, diag_init: dict) -> dict[str
 
 
 def _fingerprint(cfg: Config, seed: int) -> str:
+    """sha256 of the config and a seed: ``lab.json``'s (the first seed) and what each seed's
+    π₀, checkpoints and results record (that seed)."""
     return hashlib.sha256(json.dumps([asdict(cfg), seed], sort_keys=True).encode()).hexdigest()
 
 
@@ -331,7 +362,10 @@ def run(cfg: Config, out_dir: str | os.PathLike, seed: int = 0,
     """Every loss setting on ``cfg.seeds`` seeds; figures in ``out_dir``.
 
     ``resume``: reuse π₀ and finished runs found in ``out_dir`` (same config and seed, else
-    an InputError) and continue unfinished ones from their checkpoints.
+    an InputError) and continue unfinished ones from their checkpoints. Each of these
+    records the fingerprint of the config and its seed, and only those of this config are
+    reused: what a run of other settings left (an interrupted run into a folder of an
+    earlier one) is redone and replaced, never mixed in.
     Returns ``{"experiment": "length", "config", "seeds", "eval_steps", "reference",
     "losses": {NAME: {FIELD, FIELD_std, "per_seed", "curves"}}, "gradnorm_scatter",
     "figures"}``.
