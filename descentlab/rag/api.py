@@ -64,11 +64,6 @@ def retriever_for(corpus: Corpus, index: Any, retriever: str, where: str = "inde
     return idx
 
 
-def _max_length(model) -> int | None:
-    cfg = model.config
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-
-
 @dataclasses.dataclass
 class RagTrainResult:
     """A trained model and how it was trained (``history``: the training log records)."""
@@ -121,7 +116,9 @@ def train(corpus: Corpus | PathLike, *, model: Any = "tiny", tokenizer: Any = No
     ``corpus`` + ``retrieval_corpus`` (retrievable, never targets): a saved ``index`` of
     exactly those documents (its fingerprint is checked) or a fresh ``retriever``.
     ``out_dir``: where the training log and checkpoint go (``resume`` continues from it;
-    the objective and the documents must be the checkpoint's); None = no files. ``threads``: torch threads on the CPU during the call.
+    the objective, the documents, the retriever and the starting model — ``tiny``'s fields,
+    or a given model's weights and config — must be the checkpoint's); None = no files.
+    ``threads``: torch threads on the CPU during the call.
     """
     import numpy as np
 
@@ -136,8 +133,10 @@ def train(corpus: Corpus | PathLike, *, model: Any = "tiny", tokenizer: Any = No
         full = targets.extended(as_corpus(retrieval_corpus).docs)
     trainable = np.arange(len(full)) < len(targets)
     dev = resolve_device(device)
+    named = isinstance(model, (str, os.PathLike))
+    start = tiny_settings(tiny) if named and str(model) == "tiny" else {}
     with quiet_libraries(), torch_threads(dev, threads):
-        if isinstance(model, (str, os.PathLike)):
+        if named:
             model, tokenizer = load_model_and_tokenizer(model, texts=full.texts, tiny=tiny,
                                                         seed=seed)
         elif tokenizer is None:
@@ -146,35 +145,69 @@ def train(corpus: Corpus | PathLike, *, model: Any = "tiny", tokenizer: Any = No
         need = objective.variant != "closed_book" or index is not None
         retr = retriever_for(full, index, retriever) if need else None
         return train_model(model, tokenizer, full, trainable, retr, objective, train_config,
-                           out_dir=out_dir, resume=resume, device=dev, seed=seed)
+                           out_dir=out_dir, resume=resume, device=dev, seed=seed,
+                           settings=start)
+
+
+def tiny_settings(tiny=None) -> dict[str, Any]:
+    """``tiny_<field>`` of a :class:`~descentlab.lm.tiny.TinyLMConfig` (None: the default):
+    with the seed and the documents, what makes a tiny model and its tokenizer, so what a
+    resume of a tiny run must find unchanged (a changed dropout is named as such)."""
+    from descentlab.lm.tiny import TinyLMConfig
+
+    return {f"tiny_{k}": v for k, v in dataclasses.asdict(tiny or TinyLMConfig()).items()}
+
+
+def start_fingerprint(model: Any) -> str:
+    """SHA-256 of the model a run starts from: its parameters and buffers
+    (:func:`~descentlab.core.training.state_fingerprint`) and its config (dropout…),
+    whatever folder it was loaded from (a moved or copied folder is the same model).
+    Hashing reads every weight once: under a second for 135 M float32 parameters."""
+    import hashlib
+    import json
+
+    from descentlab.core.training import state_fingerprint
+
+    cfg = model.config.to_dict() if hasattr(model, "config") else {}
+    cfg = {k: v for k, v in cfg.items() if k not in ("_name_or_path", "transformers_version")}
+    h = hashlib.sha256(state_fingerprint(model).encode())
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever, objective,
                 train_config=None, *, out_dir: PathLike | None = None, resume: bool = False,
-                device: Any = "cpu", seed: int = 0) -> RagTrainResult:
+                device: Any = "cpu", seed: int = 0,
+                settings: dict[str, Any] | None = None) -> RagTrainResult:
     """The training step of :func:`train` on prepared parts: ``corpus`` is what is
     retrievable, ``trainable`` (D,) bool the targets, ``retriever`` indexes ``corpus`` (None
-    for ``closed_book``)."""
+    for ``closed_book``). ``model`` is the starting model (its :func:`start_fingerprint` is
+    a resume setting); ``settings``: the caller's own that a resume must find unchanged,
+    compared first (e.g. :func:`tiny_settings`)."""
     import hashlib
 
     import numpy as np
 
     from descentlab.core.training import TrainConfig
     from descentlab.core.training import train as train_loop
-    from descentlab.rag.objective import RagData, suffix_loss
+    from descentlab.rag.objective import RagData, max_positions, suffix_loss
 
     tcfg = dataclasses.replace(train_config or TrainConfig(), seed=seed)
-    # what a resume must match besides the TrainConfig: the objective, the data and the
-    # retriever (its kind and parameters; closed_book never retrieves, so none)
+    # what a resume must match besides the TrainConfig: the caller's settings, the starting
+    # model (before the loop loads the checkpoint into it; only hashed when there is a
+    # checkpoint), the objective, the data and the retriever (its kind and parameters;
+    # closed_book never retrieves, so none)
     retr = None
     if retriever is not None and objective.variant != "closed_book":
         retr = {"kind": type(retriever).__name__, **dict(getattr(retriever, "params", {}))}
-    settings = {"objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
+    settings = {**(settings or {}),
+                "model": start_fingerprint(model) if out_dir is not None else None,
+                "objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
                 "targets": hashlib.sha256(np.packbits(trainable)).hexdigest(),
                 "retriever": retr}
     with quiet_libraries():
         data = RagData(corpus, trainable, tokenizer, retriever, objective, seed=seed,
-                       max_length=_max_length(model))
+                       max_length=max_positions(model))
         res = train_loop(model, suffix_loss, data.batch_fn(), tcfg, out_dir, resume=resume,
                          settings=settings, device=device, desc=f"rag {objective.variant}")
     cache = data.cache
@@ -237,6 +270,7 @@ def evaluate(model: Any, corpus: Corpus | PathLike | None = None, probes=None, *
     from descentlab.core.seeding import resolve_device
     from descentlab.lm.tiny import load_model_and_tokenizer
     from descentlab.rag import scoring as ev
+    from descentlab.rag.objective import max_positions
 
     cfg = config or RagEvalConfig()
     if corpus is None and index is None:
@@ -258,12 +292,18 @@ def evaluate(model: Any, corpus: Corpus | PathLike | None = None, probes=None, *
             model_obj = model
         model_obj.to(dev)
         reader = ev.Reader(model_obj, tokenizer, k=cfg.k, budget=cfg.context_tokens,
-                           batch_size=cfg.batch_size, device=str(dev))
+                           batch_size=cfg.batch_size, device=str(dev),
+                           max_length=max_positions(model_obj))
         docs = list(range(len(docs_corpus)))[: cfg.max_docs]
-        ppl = [ev.perplexity(reader, docs_corpus, docs, r, seed=seed) for r in (None, retr)]
+        # every sequence is built and checked (InputError) before any is scored
+        ppl_jobs = [ev.perplexity_job(reader, docs_corpus, docs, r, seed=seed)
+                    for r in (None, retr)]
+        qa_jobs = {name: ev.score_probes_job(reader, probe_list, r) for name, r in
+                   (("no_retrieval", None), ("retrieval", retr))} if probe_list else {}
+        ppl = [job() for job in ppl_jobs]
         qa: dict[str, float] = {}
-        for name, r in (("no_retrieval", None), ("retrieval", retr)) if probe_list else ():
-            s = ev.score_probes(reader, probe_list, r)
+        for name, job in qa_jobs.items():
+            s = job()
             qa[f"qa_em_{name}"] = float(s["em"].mean())
             qa[f"qa_acc_{name}"] = float(s["candidate_acc"].mean())
     settings = {**dataclasses.asdict(cfg), "retriever": "bm25" if idx is not None

@@ -30,7 +30,7 @@ import numpy as np
 from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
-from descentlab.rag.objective import RagObjectiveConfig
+from descentlab.rag.objective import RagObjectiveConfig, max_positions
 from descentlab.rag.retrieval import RETRIEVERS
 from descentlab.rag.synthetic import (
     ATTRIBUTES,
@@ -215,15 +215,12 @@ def evaluate_arm(reader, world: World, indexes: dict[str, Any], seed: int) -> di
 
 
 def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
-    """Mean over seeds per metric, plus ``<metric>_std`` (sample std; 0 for one seed)."""
-    keys = list(per_seed[0])
-    agg: dict[str, Any] = {}
-    for k in keys:
-        vals = np.array([np.nan if r.get(k) is None else r[k] for r in per_seed], dtype=float)
-        agg[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-        agg[f"{k}_std"] = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else 0.0
-    agg["per_seed"] = per_seed
-    return agg
+    """Mean over seeds per metric, plus ``<metric>_std`` and the rows themselves, under
+    :func:`descentlab.core.stats.aggregate`'s policy: a NaN (diverged) seed makes the mean
+    NaN, a None (unmeasured) one is skipped."""
+    from descentlab.core.stats import aggregate
+
+    return {**aggregate(per_seed), "per_seed": per_seed}
 
 
 def preset_configs(preset: str | None = None, **overrides: dict[str, Any]):
@@ -265,7 +262,7 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
     from descentlab.core.seeding import resolve_device, torch_threads
     from descentlab.core.training import CHECKPOINT
     from descentlab.lm.tiny import build_tiny_model, tokenizer_for
-    from descentlab.rag.api import quiet_libraries, train_model
+    from descentlab.rag.api import quiet_libraries, tiny_settings, train_model
     from descentlab.rag.retrieval import build_retriever
     from descentlab.rag.scoring import Reader, recall_at_k
 
@@ -298,9 +295,10 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
                 res = train_model(model, tokenizer, world.train_corpus, world.trainable,
                                   indexes["train"], cfg, train_cfg, out_dir=run_dir,
                                   resume=resume and run_dir is not None
-                                  and (run_dir / CHECKPOINT).exists(), device=dev, seed=seed)
+                                  and (run_dir / CHECKPOINT).exists(), device=dev, seed=seed,
+                                  settings=tiny_settings(model_cfg))
                 reader = Reader(res.model, tokenizer, k=cfg.k, budget=cfg.context_tokens,
-                                device=res.device)
+                                device=res.device, max_length=max_positions(res.model))
                 metrics = evaluate_arm(reader, world, indexes, seed)
                 losses = [r for r in res.history if "loss" in r]
                 metrics["train_loss_final"] = float(np.mean([r["loss"] for r in losses[-3:]]))
@@ -347,8 +345,9 @@ def check_result(r: Any, where: str = "result") -> dict[str, Any]:
 
     if not isinstance(r, dict):
         raise InputError("expected a JSON object (a `rag experiment --json` result)", where=where)
-    if not isinstance(r.get("seeds"), list) or not r["seeds"]:
-        raise bad("seeds", "must be a non-empty list")
+    if not isinstance(r.get("seeds"), list) or not r["seeds"] or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in r["seeds"]):
+        raise bad("seeds", "must be a non-empty list of integers")
     if not isinstance(r.get("config"), dict) or not isinstance(r["config"].get("train"), dict):
         raise bad("config.train", "must be an object")
     variants = r.get("variants")
@@ -375,12 +374,42 @@ def check_result(r: Any, where: str = "result") -> dict[str, Any]:
     return r
 
 
+_MISSING = object()
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str | None:
+    """The dotted path of the first field where JSON-like values ``a`` and ``b`` differ
+    (tuples equal lists, as after a JSON round trip); None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in (*a, *(k for k in b if k not in a)):
+            d = _first_difference(a.get(k, _MISSING), b.get(k, _MISSING), f"{path}.{k}")
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    return None if a == b else path
+
+
+# Per config part, the field that results to merge may differ in: the seeds, and the
+# TrainConfig seed (run_experiment replaces it per run).
+_SEED_FIELDS = {"experiment": "seeds", "train": "seed"}
+
+
+def _without_seeds(config: dict[str, Any]) -> dict[str, Any]:
+    """A result's config less its seed fields: what results to merge must share."""
+    return {part: {k: v for k, v in value.items() if k != _SEED_FIELDS.get(part)}
+            if isinstance(value, dict) else value for part, value in config.items()}
+
+
 def merge_results(results: list[dict[str, Any]],
                   names: list[str] | None = None) -> dict[str, Any]:
     """One result from runs of the same config on different seeds (e.g. run in parallel).
 
     Per-seed rows are concatenated and re-aggregated; loss curves are averaged. ``names``
-    (e.g. the files) name the results in errors; each is checked by :func:`check_result`.
+    (e.g. the files) name the results in errors; each is checked by :func:`check_result`,
+    and an InputError names the result whose config (any part but the seeds) or arms differ
+    from the first's, or that repeats a seed.
     """
     if not results:
         raise InputError("nothing to merge", where="results")
@@ -389,14 +418,26 @@ def merge_results(results: list[dict[str, Any]],
         check_result(r, name)
     base = results[0]
     arms = list(base["variants"])
-    for r, name in zip(results[1:], names[1:]):
-        if list(r["variants"]) != arms or r["config"]["train"] != base["config"]["train"]:
-            raise InputError(f"differs from {names[0]} in arms or training config",
+    config = _without_seeds(base["config"])
+    owner: dict[int, str] = {}
+    for r, name in zip(results, names):
+        diff = _first_difference(config, _without_seeds(r["config"]), "config")
+        if diff is not None:
+            raise InputError(f"{diff} differs from {names[0]} (only the seeds may differ)",
                              where=name)
+        if list(r["variants"]) != arms:
+            raise InputError(f"differs from {names[0]} in arms", where=name)
         if any(len(r["loss_curves"][a]) != len(base["loss_curves"][a]) for a in arms):
             raise InputError(f"loss curves differ in length from {names[0]}", where=name)
+        for s in r["seeds"]:
+            if s in owner:
+                raise InputError(f"seed {s} is already in {owner[s]}", where=name)
+            owner[s] = name
     merged = dict(base)
-    merged["seeds"] = [s for r in results for s in r["seeds"]]
+    merged["seeds"] = list(owner)
+    if isinstance(base["config"].get("experiment"), dict):
+        merged["config"] = {**base["config"], "experiment": {
+            **base["config"]["experiment"], "seeds": merged["seeds"]}}
     merged["variants"] = {a: _aggregate([row for r in results
                                          for row in r["variants"][a]["per_seed"]])
                           for a in arms}

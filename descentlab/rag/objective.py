@@ -33,7 +33,7 @@ are retrievable in every variant that retrieves and never targets. Retrievals ar
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -144,6 +144,31 @@ def split_documents(corpus: Corpus, trainable: np.ndarray, ratio: float,
     return retr
 
 
+def max_positions(model) -> int | None:
+    """The longest sequence ``model`` takes (its config's ``n_positions`` or
+    ``max_position_embeddings``; None when it records neither)."""
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
+def check_splittable(doc_ids: Sequence[list[int]], names: Sequence[str]) -> None:
+    """InputError naming the first document (``names``: their ids) whose token ids
+    ``doc_ids`` are fewer than 2: there is no split point ``1 ≤ i ≤ |x|-1``."""
+    short = next((n for n, t in zip(names, doc_ids) if len(t) < 2), None)
+    if short is not None:
+        raise InputError("document has fewer than 2 tokens (nothing to split)",
+                         where=f"document {short!r}")
+
+
+def check_fits(ids: Sequence[int], max_length: int | None, where: str) -> None:
+    """InputError naming ``where`` when the sequence ``ids`` is longer than the model's
+    ``max_length`` positions (None: no limit)."""
+    if max_length is not None and len(ids) > max_length:
+        raise InputError(f"a sequence of passages and text has {len(ids)} tokens but the "
+                         f"model takes {max_length}: lower context_tokens or shorten documents",
+                         where=where)
+
+
 def build_sequence(passages: list[list[int]], prefix: list[int], suffix: list[int], *,
                    budget: int, bos: int | None, sep: int | None) -> tuple[list[int], int]:
     """``[bos] p_1 [sep] … p_k [sep] prefix suffix`` and the index where ``suffix`` starts.
@@ -187,10 +212,7 @@ class RagData:
         enc = tokenizer(corpus.texts, add_special_tokens=False, return_offsets_mapping=True)
         self.doc_ids: list[list[int]] = enc["input_ids"]
         self.offsets: list[list[tuple[int, int]]] = enc["offset_mapping"]
-        short = [corpus[i].id for i, t in enumerate(self.doc_ids) if len(t) < 2]
-        if short:
-            raise InputError("document has fewer than 2 tokens (nothing to split)",
-                             where=f"document {short[0]!r}")
+        check_splittable(self.doc_ids, corpus.ids)
         self.bos = tokenizer.bos_token_id
         self.sep = tokenizer.eos_token_id
         self.max_length = max_length
@@ -239,10 +261,7 @@ class RagData:
         ctx = [] if passages is None else [self.doc_ids[p] for p in passages[j]]
         ids, start = build_sequence(ctx, x[:i], x[i:], budget=self.config.context_tokens,
                                     bos=self.bos, sep=self.sep)
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise InputError(f"a training sequence has {len(ids)} tokens but the model takes "
-                             f"{self.max_length}: lower context_tokens or shorten documents",
-                             where=f"document {self.corpus[doc].id!r}")
+        check_fits(ids, self.max_length, f"document {self.corpus[doc].id!r}")
         return ids, start
 
     def batch_fn(self):

@@ -23,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
-from descentlab.rag.objective import build_sequence, collate
+from descentlab.rag.objective import build_sequence, check_fits, check_splittable, collate
 from descentlab.rag.retrieval import exclusion
 from descentlab.rag.synthetic import Probe
 
@@ -75,7 +75,9 @@ def load_probes(path: str | os.PathLike) -> list[Probe]:
 
 @dataclasses.dataclass
 class Reader:
-    """A model, its tokenizer and how context is formed (``k`` passages, ``budget`` tokens)."""
+    """A model, its tokenizer and how context is formed (``k`` passages, ``budget`` tokens).
+    ``max_length``: the model's positions (:func:`~descentlab.rag.objective.max_positions`);
+    a longer sequence is an InputError when it is built (None: unchecked)."""
 
     model: object
     tokenizer: object
@@ -83,6 +85,7 @@ class Reader:
     budget: int = 96
     batch_size: int = 64
     device: str = "cpu"
+    max_length: int | None = None
     _docs: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
@@ -145,9 +148,14 @@ class Reader:
         doc_ids = self._docs[id(retriever.corpus)]
         return [[doc_ids[d] for d in row] for row in hits]
 
-    def sequence(self, ctx: list[list[int]], prefix: list[int], cont: list[int]):
-        return build_sequence(ctx, prefix, cont, budget=self.budget,
-                              bos=self.tokenizer.bos_token_id, sep=self.tokenizer.eos_token_id)
+    def sequence(self, ctx: list[list[int]], prefix: list[int], cont: list[int],
+                 where: str = "sequence"):
+        """``(ids, start)`` of :func:`~descentlab.rag.objective.build_sequence`, checked
+        against ``max_length`` (an InputError names ``where``)."""
+        out = build_sequence(ctx, prefix, cont, budget=self.budget,
+                             bos=self.tokenizer.bos_token_id, sep=self.tokenizer.eos_token_id)
+        check_fits(out[0], self.max_length, where)
+        return out
 
 
 def perplexity(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=None, *,
@@ -157,7 +165,16 @@ def perplexity(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=No
     With ``retriever`` (indexed over ``corpus``), the top-k passages for each prefix, the
     document itself excluded, precede it. Same split points with and without retrieval.
     """
+    return perplexity_job(reader, corpus, docs, retriever, seed=seed)()
+
+
+def perplexity_job(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=None, *,
+                   seed: int = 0) -> Callable[[], float]:
+    """:func:`perplexity` in two steps: the sequences are built and checked now (a document
+    of fewer than 2 tokens or a sequence longer than the model's positions is an
+    InputError); the returned function scores them."""
     ids = reader.encode([corpus[d].text for d in docs])
+    check_splittable(ids, [corpus[d].id for d in docs])
     offsets = reader.tokenizer([corpus[d].text for d in docs], add_special_tokens=False,
                                return_offsets_mapping=True)["offset_mapping"]
     rng = np.random.default_rng([seed, 104729])
@@ -165,9 +182,14 @@ def perplexity(reader: Reader, corpus: Corpus, docs: Sequence[int], retriever=No
     queries = [corpus[d].text[: offsets[r][splits[r] - 1][1]] for r, d in enumerate(docs)]
     excl = exclusion(corpus, docs, "doc") if retriever is not None else None
     ctxs = reader.contexts(retriever, queries, excl)
-    seqs = [reader.sequence(c, x[:i], x[i:]) for c, x, i in zip(ctxs, ids, splits)]
-    logp, count, _ = reader.score(seqs)
-    return float(math.exp(-logp.sum() / max(1, count.sum())))
+    seqs = [reader.sequence(c, x[:i], x[i:], f"document {corpus[d].id!r}")
+            for c, x, i, d in zip(ctxs, ids, splits, docs)]
+
+    def run() -> float:
+        logp, count, _ = reader.score(seqs)
+        return float(math.exp(-logp.sum() / max(1, count.sum())))
+
+    return run
 
 
 def entity_exclusion(corpus: Corpus, entities: Sequence[str]) -> np.ndarray:
@@ -188,6 +210,14 @@ def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None, *,
     ``distractor``: retrieve with every document of the probe's entity excluded, so the
     context is another person's (the training format, with memory as the only source).
     """
+    return score_probes_job(reader, probes, retriever, distractor=distractor)()
+
+
+def score_probes_job(reader: Reader, probes: Sequence[Probe], retriever=None, *,
+                     distractor: bool = False) -> Callable[[], dict[str, np.ndarray]]:
+    """:func:`score_probes` in two steps: the sequences are built and checked now (one
+    longer than the model's positions is an InputError); the returned function scores
+    them."""
     excl = None
     if distractor and retriever is not None:
         excl = entity_exclusion(retriever.corpus, [p.entity for p in probes])
@@ -196,9 +226,14 @@ def score_probes(reader: Reader, probes: Sequence[Probe], retriever=None, *,
     cand = [c for p in probes for c in p.candidates]
     pairs = reader.continuations([(probes[n].prompt, c) for n, c in zip(owner, cand)],
                                  [probes[n].end for n in owner])
-    seqs = [reader.sequence(ctxs[n], prompt_ids, cont)
+    seqs = [reader.sequence(ctxs[n], prompt_ids, cont, f"probe {probes[n].prompt!r}")
             for n, (prompt_ids, cont) in zip(owner, pairs)]
-    logp, _, greedy = reader.score(seqs)
+    return lambda: _probe_scores(probes, cand, owner, *reader.score(seqs))
+
+
+def _probe_scores(probes: Sequence[Probe], cand: list[str], owner: list[int], logp: np.ndarray,
+                  count: np.ndarray, greedy: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-probe arrays of :func:`score_probes` from the scores of every candidate."""
     P = len(probes)
     out = {k: np.zeros(P) for k in ("em", "em_original", "candidate_acc", "p_answer",
                                     "p_original")}

@@ -200,3 +200,57 @@ def test_bad_params_in_a_saved_index_name_the_metadata_file(tmp_path):
     with pytest.raises(InputError) as e:
         BM25Index.load(tmp_path / "idx")
     assert e.value.where == str(meta_file) and "params.method" in e.value.message
+
+
+def test_resume_refuses_another_starting_model(tmp_path):
+    from descentlab.core.training import TrainConfig
+    from descentlab.lm.tiny import TinyLMConfig, build_tiny
+
+    corpus = make_biographies(4, 2, seed=0).corpus()
+    obj = RagObjectiveConfig(variant="full", k=1, context_tokens=40)
+    size = dict(n_layer=1, n_head=2, n_embd=16)
+    kw = dict(objective=obj, train_config=TrainConfig(max_steps=2, batch_size=4, log_every=1))
+    train(corpus, tiny=TinyLMConfig(**size), out_dir=tmp_path / "tiny", **kw)
+    assert train(corpus, tiny=TinyLMConfig(**size), out_dir=tmp_path / "tiny", resume=True,
+                 **kw).steps == 2
+    # same weights (dropout has none) or other sizes: refused before any training
+    for changed, name in ((dict(dropout=0.1), "tiny_dropout"), (dict(n_layer=2), "tiny_n_layer"),
+                          (dict(n_embd=32), "tiny_n_embd"), (dict(tokenizer="bpe"),
+                                                             "tiny_tokenizer")):
+        with pytest.raises(InputError) as e:
+            train(corpus, tiny=TinyLMConfig(**{**size, **changed}), out_dir=tmp_path / "tiny",
+                  resume=True, **kw)
+        assert e.value.where == "resume" and e.value.message.startswith(f"{name} differs")
+    # a model folder: another one of the same architecture (other weights, or only another
+    # dropout in its config) is refused; the same weights from a copied folder are not
+    for name, seed, dropout in (("a", 0, 0.0), ("b", 1, 0.0), ("c", 0, 0.1)):
+        m, tok = build_tiny(corpus.texts, TinyLMConfig(**size, dropout=dropout), seed=seed)
+        m.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    (tmp_path / "a2").mkdir()
+    for f in (tmp_path / "a").iterdir():
+        (tmp_path / "a2" / f.name).write_bytes(f.read_bytes())
+    train(corpus, model=str(tmp_path / "a"), out_dir=tmp_path / "dir", **kw)
+    assert train(corpus, model=tmp_path / "a2", out_dir=tmp_path / "dir", resume=True,
+                 **kw).steps == 2
+    for other in ("b", "c"):
+        with pytest.raises(InputError) as e:
+            train(corpus, model=tmp_path / other, out_dir=tmp_path / "dir", resume=True, **kw)
+        assert e.value.where == "resume" and e.value.message.startswith("model differs")
+
+
+def test_experiment_resume_refuses_another_model_size(tmp_path):
+    from descentlab.rag import run_experiment
+    from descentlab.rag.experiment import preset_configs
+
+    def configs(**model):
+        return preset_configs("tiny", experiment=dict(
+            n_train_people=4, n_retrieval_people=1, n_added_people=1, n_counterfactual=1,
+            max_probe_people=1, arms=("full",)), train=dict(max_steps=2, batch_size=4),
+            model=dict(n_layer=1, n_embd=16, **model))
+
+    run_experiment(*configs(), tmp_path)
+    assert run_experiment(*configs(), tmp_path, resume=True)["loss_steps"] == [2]
+    with pytest.raises(InputError) as e:
+        run_experiment(*configs(dropout=0.2), tmp_path, resume=True)
+    assert e.value.where == "resume" and e.value.message.startswith("tiny_dropout differs")

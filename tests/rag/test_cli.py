@@ -175,3 +175,28 @@ def test_every_subcommand_checks_device(tmp_path, capsys, monkeypatch, cmd):
     _corpus(tmp_path, [{"id": "a", "text": "one two"}])
     assert main_mod.main(["rag", *cmd, "--device", "nonsense"]) == 2
     assert "--device" in capsys.readouterr().err
+
+
+def test_train_resume_and_eval_refuse_another_or_a_too_small_model(tmp_path, capsys):
+    docs = [{"id": f"d{i}", "entity": f"e{i // 2}",
+             "text": f"Person {i} lives in town {i} and works as a baker near the old river "
+                     f"with a dog named Rex and a grey cat named Tom {i}."} for i in range(6)]
+    corpus = _corpus(tmp_path, docs)
+    run = tmp_path / "run"
+    train = ["rag", "train", "--corpus", str(corpus), "--out", str(run), "--variant",
+             "closed_book", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+             "--n-positions", "48", "--batch-size", "2", "--max-steps", "2"]
+    assert main_mod.main(train) == 0
+    assert main_mod.main([*train, "--resume"]) == 0
+    capsys.readouterr()
+    for flags, name in ((["--dropout", "0.1"], "tiny_dropout"), (["--n-layer", "2"], "tiny_n_layer"),
+                        (["--tokenizer", "bpe"], "tiny_tokenizer")):
+        assert main_mod.main([*train, "--resume", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{name} differs" in err
+    # 3 passages of 96 tokens before a document do not fit the model's 48 positions: refused
+    # before anything is scored (a document alone does)
+    assert main_mod.main(["rag", "eval", "--model", str(run / "model"), "--corpus", str(corpus),
+                          "--k", "3", "--context-tokens", "96"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "but the model takes 48" in err

@@ -113,3 +113,26 @@ def test_distractor_context_is_never_the_probed_entity(reader):
     assert all(corpus[h].entity == p.entity for h, p in zip(plain, probes))
     s = ev.score_probes(r, probes, idx, distractor=True)
     assert s["em"].shape == (len(probes),)
+
+
+@pytest.mark.parametrize("extra, k, budget, where, message", [
+    ([Document("one", "Hello", "x")], 1, 8, "document 'one'", "fewer than 2 tokens"),
+    ([], 3, 96, "document 'p0-d0'", "but the model takes 48"),
+])
+def test_evaluate_refuses_what_it_cannot_score_before_scoring(monkeypatch, extra, k, budget,
+                                                              where, message):
+    from descentlab.core.errors import InputError
+    from descentlab.rag import RagEvalConfig, evaluate
+
+    corpus = make_biographies(3, 2, seed=0).corpus()
+    corpus = Corpus([*corpus.docs, *extra])
+    model, tok = build_tiny(corpus.texts, TinyLMConfig(n_layer=1, n_head=2, n_embd=16,
+                                                       n_positions=48), seed=0)
+    assert max(len(x) for x in tok(corpus.texts[:6])["input_ids"]) < 47  # each fits alone
+    scored = []
+    monkeypatch.setattr(ev.Reader, "score", lambda self, seqs: scored.append(seqs))
+    with pytest.raises(InputError) as e:
+        evaluate(model, corpus, tokenizer=tok,
+                 config=RagEvalConfig(k=k, context_tokens=budget))
+    assert e.value.where == where and message in e.value.message
+    assert scored == []
