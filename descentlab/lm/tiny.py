@@ -141,6 +141,22 @@ def train_tokenizer(texts: Iterable[str], kind: str = "word", vocab_size: int = 
     return fast
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """SHA-256 of what maps text to ids: a fast tokenizer's serialised pipeline (vocabulary,
+    merges, normaliser, pre-tokeniser, special tokens; the same bytes in every process for
+    the same tokenizer), else its vocabulary, with the special-token map either way."""
+    import hashlib
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(
+        sorted(tokenizer.get_vocab().items()))
+    h = hashlib.sha256(text.encode())
+    h.update(json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True,
+                        default=str).encode())
+    return h.hexdigest()
+
+
 def tokenizer_for(config: TinyLMConfig, texts: Iterable[str]):
     """:func:`train_tokenizer` with the tokenizer fields of ``config``."""
     return train_tokenizer(texts, kind=config.tokenizer, vocab_size=config.vocab_size,

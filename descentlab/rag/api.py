@@ -181,8 +181,8 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
                 settings: dict[str, Any] | None = None) -> RagTrainResult:
     """The training step of :func:`train` on prepared parts: ``corpus`` is what is
     retrievable, ``trainable`` (D,) bool the targets, ``retriever`` indexes ``corpus`` (None
-    for ``closed_book``). ``model`` is the starting model (its :func:`start_fingerprint` is
-    a resume setting); ``settings``: the caller's own that a resume must find unchanged,
+    for ``closed_book``). ``model`` is the starting model (its :func:`start_fingerprint` and
+    its tokenizer's fingerprint are resume settings); ``settings``: the caller's own that a resume must find unchanged,
     compared first (e.g. :func:`tiny_settings`)."""
     import hashlib
 
@@ -190,24 +190,27 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
 
     from descentlab.core.training import TrainConfig
     from descentlab.core.training import train as train_loop
-    from descentlab.rag.objective import RagData, max_positions, suffix_loss
+    from descentlab.lm.tiny import context_length, tokenizer_fingerprint
+    from descentlab.rag.objective import RagData, suffix_loss
 
     tcfg = dataclasses.replace(train_config or TrainConfig(), seed=seed)
     # what a resume must match besides the TrainConfig: the caller's settings, the starting
     # model (before the loop loads the checkpoint into it; only hashed when there is a
-    # checkpoint), the objective, the data and the retriever (its kind and parameters;
-    # closed_book never retrieves, so none)
+    # checkpoint) and its tokenizer (the experiment trains it on texts its config picks),
+    # the objective, the data and the retriever (its kind and parameters; closed_book never
+    # retrieves, so none)
     retr = None
     if retriever is not None and objective.variant != "closed_book":
         retr = {"kind": type(retriever).__name__, **dict(getattr(retriever, "params", {}))}
     settings = {**(settings or {}),
                 "model": start_fingerprint(model) if out_dir is not None else None,
+                "tokenizer": tokenizer_fingerprint(tokenizer),
                 "objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
                 "targets": hashlib.sha256(np.packbits(trainable)).hexdigest(),
                 "retriever": retr}
     with quiet_libraries():
         data = RagData(corpus, trainable, tokenizer, retriever, objective, seed=seed,
-                       max_length=max_positions(model))
+                       max_length=context_length(model))
         res = train_loop(model, suffix_loss, data.batch_fn(), tcfg, out_dir, resume=resume,
                          settings=settings, device=device, desc=f"rag {objective.variant}")
     cache = data.cache
@@ -268,9 +271,8 @@ def evaluate(model: Any, corpus: Corpus | PathLike | None = None, probes=None, *
     Every setting that shapes the numbers is recorded in ``settings``.
     """
     from descentlab.core.seeding import resolve_device
-    from descentlab.lm.tiny import load_model_and_tokenizer
+    from descentlab.lm.tiny import context_length, load_model_and_tokenizer
     from descentlab.rag import scoring as ev
-    from descentlab.rag.objective import max_positions
 
     cfg = config or RagEvalConfig()
     if corpus is None and index is None:
@@ -293,7 +295,7 @@ def evaluate(model: Any, corpus: Corpus | PathLike | None = None, probes=None, *
         model_obj.to(dev)
         reader = ev.Reader(model_obj, tokenizer, k=cfg.k, budget=cfg.context_tokens,
                            batch_size=cfg.batch_size, device=str(dev),
-                           max_length=max_positions(model_obj))
+                           max_length=context_length(model_obj))
         docs = list(range(len(docs_corpus)))[: cfg.max_docs]
         # every sequence is built and checked (InputError) before any is scored
         ppl_jobs = [ev.perplexity_job(reader, docs_corpus, docs, r, seed=seed)

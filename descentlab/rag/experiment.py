@@ -30,7 +30,7 @@ import numpy as np
 from descentlab.core.config import check_config, field_error, option
 from descentlab.core.errors import InputError
 from descentlab.rag.corpus import Corpus
-from descentlab.rag.objective import RagObjectiveConfig, max_positions
+from descentlab.rag.objective import RagObjectiveConfig
 from descentlab.rag.retrieval import RETRIEVERS
 from descentlab.rag.synthetic import (
     ATTRIBUTES,
@@ -261,7 +261,7 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
 
     from descentlab.core.seeding import resolve_device, torch_threads
     from descentlab.core.training import CHECKPOINT
-    from descentlab.lm.tiny import build_tiny_model, tokenizer_for
+    from descentlab.lm.tiny import build_tiny_model, context_length, tokenizer_for
     from descentlab.rag.api import quiet_libraries, tiny_settings, train_model
     from descentlab.rag.retrieval import build_retriever
     from descentlab.rag.scoring import Reader, recall_at_k
@@ -298,7 +298,7 @@ def run_experiment(exp: RagExperimentConfig | None = None, model_cfg=None, train
                                   and (run_dir / CHECKPOINT).exists(), device=dev, seed=seed,
                                   settings=tiny_settings(model_cfg))
                 reader = Reader(res.model, tokenizer, k=cfg.k, budget=cfg.context_tokens,
-                                device=res.device, max_length=max_positions(res.model))
+                                device=res.device, max_length=context_length(res.model))
                 metrics = evaluate_arm(reader, world, indexes, seed)
                 losses = [r for r in res.history if "loss" in r]
                 metrics["train_loss_final"] = float(np.mean([r["loss"] for r in losses[-3:]]))

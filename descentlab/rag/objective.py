@@ -144,13 +144,6 @@ def split_documents(corpus: Corpus, trainable: np.ndarray, ratio: float,
     return retr
 
 
-def max_positions(model) -> int | None:
-    """The longest sequence ``model`` takes (its config's ``n_positions`` or
-    ``max_position_embeddings``; None when it records neither)."""
-    cfg = getattr(model, "config", None)
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-
-
 def check_splittable(doc_ids: Sequence[list[int]], names: Sequence[str]) -> None:
     """InputError naming the first document (``names``: their ids) whose token ids
     ``doc_ids`` are fewer than 2: there is no split point ``1 ≤ i ≤ |x|-1``."""

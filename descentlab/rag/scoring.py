@@ -76,7 +76,7 @@ def load_probes(path: str | os.PathLike) -> list[Probe]:
 @dataclasses.dataclass
 class Reader:
     """A model, its tokenizer and how context is formed (``k`` passages, ``budget`` tokens).
-    ``max_length``: the model's positions (:func:`~descentlab.rag.objective.max_positions`);
+    ``max_length``: the model's positions (:func:`~descentlab.lm.tiny.context_length`);
     a longer sequence is an InputError when it is built (None: unchecked)."""
 
     model: object

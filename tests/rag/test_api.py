@@ -1,6 +1,7 @@
 """The rag library API: saved indexes with fingerprints, search by id, train / evaluate with no
 output folder, no global side effects."""
 
+import dataclasses
 import json
 import os
 
@@ -237,6 +238,18 @@ def test_resume_refuses_another_starting_model(tmp_path):
         with pytest.raises(InputError) as e:
             train(corpus, model=tmp_path / other, out_dir=tmp_path / "dir", resume=True, **kw)
         assert e.value.where == "resume" and e.value.message.startswith("model differs")
+    # a's weights beside a tokenizer trained on other texts: the same ids no longer
+    from descentlab.lm.tiny import train_tokenizer
+
+    (tmp_path / "a3").mkdir()
+    for f in (tmp_path / "a").glob("*.safetensors"):
+        (tmp_path / "a3" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "a3" / "config.json").write_bytes((tmp_path / "a" / "config.json").read_bytes())
+    train_tokenizer(corpus.texts[::-1] + ["zebra quartz"], vocab_size=4096).save_pretrained(
+        tmp_path / "a3")
+    with pytest.raises(InputError) as e:
+        train(corpus, model=tmp_path / "a3", out_dir=tmp_path / "dir", resume=True, **kw)
+    assert e.value.where == "resume" and e.value.message.startswith("tokenizer differs")
 
 
 def test_experiment_resume_refuses_another_model_size(tmp_path):
@@ -254,3 +267,9 @@ def test_experiment_resume_refuses_another_model_size(tmp_path):
     with pytest.raises(InputError) as e:
         run_experiment(*configs(dropout=0.2), tmp_path, resume=True)
     assert e.value.where == "resume" and e.value.message.startswith("tiny_dropout differs")
+    # more probed people: the same training documents, but a tokenizer trained on more text
+    exp, *rest = configs()
+    with pytest.raises(InputError) as e:
+        run_experiment(dataclasses.replace(exp, max_probe_people=2), *rest, tmp_path,
+                       resume=True)
+    assert e.value.where == "resume" and e.value.message.startswith("tokenizer differs")
