@@ -153,13 +153,13 @@ def check_splittable(doc_ids: Sequence[list[int]], names: Sequence[str]) -> None
                          where=f"document {short!r}")
 
 
-def check_fits(ids: Sequence[int], max_length: int | None, where: str) -> None:
-    """InputError naming ``where`` when the sequence ``ids`` is longer than the model's
-    ``max_length`` positions (None: no limit)."""
-    if max_length is not None and len(ids) > max_length:
-        raise InputError(f"a sequence of passages and text has {len(ids)} tokens but the "
-                         f"model takes {max_length}: lower context_tokens or shorten documents",
-                         where=where)
+def check_fits(n_tokens: int, max_length: int | None, where: str) -> None:
+    """InputError naming ``where`` when a sequence of (up to) ``n_tokens`` is longer than the
+    model's ``max_length`` positions (None: no limit)."""
+    if max_length is not None and n_tokens > max_length:
+        raise InputError(f"a sequence of passages and text takes up to {n_tokens} tokens but "
+                         f"the model takes {max_length}: lower context_tokens or shorten "
+                         f"documents", where=where)
 
 
 def build_sequence(passages: list[list[int]], prefix: list[int], suffix: list[int], *,
@@ -211,7 +211,15 @@ class RagData:
         self.max_length = max_length
         self.cache = RetrievalCache()
         self._epochs: dict[int, tuple[EpochPlan, np.ndarray, np.ndarray | None]] = {}
-        self.n_per_epoch = len(self.plan(0).targets)
+        first = self.plan(0)
+        self.n_per_epoch = len(first.targets)
+        # before any training: the longest sequence an example can be (build_sequence:
+        # [bos], passages filling at most the budget, the whole target document)
+        longest = max(np.flatnonzero(self.trainable), key=lambda d: len(self.doc_ids[d]))
+        passages = 0 if first.allowed is None else min(
+            config.context_tokens, config.k * (max(map(len, self.doc_ids)) + 1))
+        check_fits((self.bos is not None) + passages + len(self.doc_ids[longest]), max_length,
+                   f"document {corpus[int(longest)].id!r}")
         self.epoch_data(0)  # bad k / empty pools fail here, before any training
 
     def plan(self, epoch: int) -> EpochPlan:
@@ -252,10 +260,8 @@ class RagData:
         doc, i = int(plan.targets[j]), int(splits[j])
         x = self.doc_ids[doc]
         ctx = [] if passages is None else [self.doc_ids[p] for p in passages[j]]
-        ids, start = build_sequence(ctx, x[:i], x[i:], budget=self.config.context_tokens,
-                                    bos=self.bos, sep=self.sep)
-        check_fits(ids, self.max_length, f"document {self.corpus[doc].id!r}")
-        return ids, start
+        return build_sequence(ctx, x[:i], x[i:], budget=self.config.context_tokens,
+                              bos=self.bos, sep=self.sep)  # fits: checked in __init__
 
     def batch_fn(self):
         """A ``core.training`` batch function over the endless per-epoch example stream."""

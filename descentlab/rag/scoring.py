@@ -154,7 +154,7 @@ class Reader:
         against ``max_length`` (an InputError names ``where``)."""
         out = build_sequence(ctx, prefix, cont, budget=self.budget,
                              bos=self.tokenizer.bos_token_id, sep=self.tokenizer.eos_token_id)
-        check_fits(out[0], self.max_length, where)
+        check_fits(len(out[0]), self.max_length, where)
         return out
 
 

@@ -146,11 +146,25 @@ def test_config_and_length_errors(setup):
         RagObjectiveConfig(split_ratio=1.0)
     assert set(VARIANTS) == {"closed_book", "full", "leave_one_out", "split", "resplit"}
     corpus, trainable, _, tok, idx = setup
-    data = RagData(corpus, trainable, tok, idx, RagObjectiveConfig(variant="full", k=2,
-                                                                   context_tokens=120),
-                   max_length=60)
+    # refused before any training, naming the longest target document; the bound (an upper
+    # one, reached when the longest document retrieves the longest ones): [bos] + passages (at
+    # most the budget, at most k documents and separators) + the whole
+    # target document
+    n = [len(t) for t in tok(corpus.texts, add_special_tokens=False)["input_ids"]]
+    longest = max(np.flatnonzero(trainable), key=lambda d: n[d])
+    for k, budget in ((2, 120), (3, 20)):
+        cfg = RagObjectiveConfig(variant="full", k=k, context_tokens=budget)
+        need = 1 + min(budget, k * (max(n) + 1)) + n[longest]
+        with pytest.raises(InputError, match=f"up to {need} tokens.*lower context_tokens") as e:
+            RagData(corpus, trainable, tok, idx, cfg, max_length=need - 1)
+        assert e.value.where == f"document {corpus[int(longest)].id!r}"
+        data = RagData(corpus, trainable, tok, idx, cfg, max_length=need)
+        assert max(len(data.example(ep, j)[0]) for ep in range(2)
+                   for j in range(data.n_per_epoch)) <= need
+    closed = RagObjectiveConfig(variant="closed_book", context_tokens=120)  # no passages
+    RagData(corpus, trainable, tok, idx, closed, max_length=1 + n[longest])
     with pytest.raises(InputError, match="lower context_tokens"):
-        data.example(0, 0)
+        RagData(corpus, trainable, tok, idx, closed, max_length=n[longest])
     cfg = dataclasses.replace(RagObjectiveConfig(), variant="full")
     with pytest.raises(InputError, match="no trainable"):
         RagData(corpus, np.zeros(len(corpus), bool), tok, idx, cfg)
