@@ -50,10 +50,19 @@ def test_tiny_run_writes_model_log_figure_and_json(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["history"] == res["history"]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port no other run holds (torchrun's default is fixed)
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _launch(args, env, processes):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "-m", "descentlab", *args]
+           "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "descentlab", *args]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 
