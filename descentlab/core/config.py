@@ -77,7 +77,7 @@ def _bound_problem(f: dataclasses.Field, v: Any) -> str | None:
     lo, hi, gt, lt = m.get("min"), m.get("max"), m.get("gt"), m.get("lt")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    if isinstance(v, float) and math.isnan(v) and (lo, hi, gt, lt) != (None,) * 4:
+    if isinstance(v, float) and math.isnan(v):  # bounded or not: no field means "unset" by nan
         return "must be a number, got nan"
     if gt is not None and not v > gt:
         return f"must be > {gt}, got {v}"

@@ -84,3 +84,14 @@ def test_config_builds_or_names_the_field(spec):
 def test_defaults_build():
     for spec in CONFIGS:
         _cls(spec)()
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+def test_nan_is_refused_in_every_float_field_bounded_or_not(spec):
+    cls = _cls(spec)
+    floats = [f for f in dataclasses.fields(cls)
+              if f.init and isinstance(field_default(f), float)]
+    for f in floats:
+        with pytest.raises(InputError, match="must be a number, got nan") as err:
+            cls(**{f.name: float("nan")})
+        assert err.value.where == f"{cls.__name__}.{f.name}"
