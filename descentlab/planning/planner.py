@@ -4,7 +4,8 @@ Presets (``PRESETS``):
 
 * ``note`` — the note's own setup: T waypoints drawn U(0, x_max) × U(0, y_max), the four
   loss terms (goal, expected obstacle score with the dense soft maps, smoothness, start
-  anchor) at a fixed β, Adam, waypoints rounded to cells at the end.
+  anchor) at a fixed β, Adam, waypoints rounded to cells at the end (the plan is the cell
+  path of the rounded waypoints, its length that path's).
 * ``default`` — the complete planner, no search anywhere: the route of steepest ascent on
   the global potential (potential.py: one convex quadratic solve per goal, no local minima)
   fixes the homotopy class; the note's loss then refines it at its own length (smoothness
@@ -74,7 +75,8 @@ class PlannerConfig:
     solver: str = option("auto", "potential solver: direct sparse LU (CPU), batched CG "
                          "(torch), auto = direct on CPU, cg on CUDA", choices=SOLVERS)
     n_starts: int = option(8, "trajectories optimised per problem (multi-start)", min=1)
-    n_waypoints: int = option(0, "fixed number of waypoints (0 = from path length / spacing)", min=0)
+    n_waypoints: int = option(0, "fixed number of waypoints, for an unseeded init without a "
+                              "coarse stage (0 = from path length / spacing)", min=0)
     spacing: float = option(0.5, "waypoint spacing of the fine stage", gt=0)
     coarse_spacing: float = option(2.0, "waypoint spacing of the coarse stage (0 = no coarse stage)", min=0)
     coarse_iters: int = option(300, "Adam steps of the coarse stage", min=0)
@@ -94,7 +96,8 @@ class PlannerConfig:
     w_start: float = option(0.0, "weight of the start anchor (0 = first waypoint pinned to the start)", min=0)
     repair_rounds: int = option(4, "rounds of kick + re-optimise for problems with no valid start", min=0)
     dense: bool = option(False, "use the note's dense O(T·H·W) soft maps (reference; slow on big maps)")
-    round_output: bool = option(False, "round waypoints to cells before deriving the cell path (the note)")
+    round_output: bool = option(False, "round waypoints to cells before deriving the cell path, "
+                                "which is then the result's waypoints and length (the note)")
     upsample: int = option(4, "distance-field resolution, sub-cells per cell", min=1)
     record_every: int = option(0, "keep a snapshot of the waypoints every N steps (0 = none)", min=0)
     batch_points: int = option(4096, "seeded inits: most waypoints (problems × the longest) "
@@ -106,6 +109,14 @@ class PlannerConfig:
         if self.risk > 0 and self.potential != "screened":
             raise field_error(self, "risk", "needs the screened potential (harmonic has no "
                                             "state cost)")
+        if self.n_waypoints and self.init in SEEDED:
+            raise field_error(self, "n_waypoints", f"must be 0 with init {self.init!r}: a seeded "
+                                                   f"route is refined at its own length (set "
+                                                   f"spacing instead)")
+        if self.n_waypoints and self.coarse_spacing > 0:
+            raise field_error(self, "n_waypoints", "must be 0 with a coarse stage (coarse_spacing "
+                                                   "> 0): the coarse path sets the fine stage's "
+                                                   "count (set spacing, or coarse_spacing 0)")
 
     @property
     def pinned(self) -> bool:
@@ -138,12 +149,13 @@ INIT_PRESETS = {"potential": "default", "line": "line", "random": "note", "astar
 
 @dataclass
 class PlanResult:
-    """One problem's plan. waypoints (T, 2) float; cells (L, 2) int."""
+    """One problem's plan. waypoints (T, 2) float; cells (L, 2) int (with ``round_output``
+    the waypoints are the cells: the rounded path that was checked)."""
 
     waypoints: np.ndarray
     cells: np.ndarray
     valid: bool
-    length: float  # continuous polyline length, cells
+    length: float  # polyline length of the waypoints, cells
     reason: str | None = None  # why the cell path is invalid
     loss: list[float] = field(default_factory=list)  # total loss per Adam step (chosen start)
     history: list[np.ndarray] = field(default_factory=list)  # snapshots (T, 2) of the chosen start
@@ -250,7 +262,7 @@ class GradientPlanner:
                 np.asarray(starts).round().astype(int), np.asarray(goals).round().astype(int))]
             if not all(ok):
                 idx = [i for i, good in enumerate(ok) if good]
-                out = [_unreachable(a) for a in starts]
+                out = [_unplanned(a) for a in starts]
                 if idx:
                     done = self.plan_batch(occ, [starts[i] for i in idx], [goals[i] for i in idx],
                                            iters=iters)
@@ -263,12 +275,20 @@ class GradientPlanner:
                 return out
             chunks, seed = _length_chunks(starts, goals, self.cfg, occ, self.device)
             t_routes = time.perf_counter() - t_start
-            if len(chunks) > 1:
-                out = [None] * len(starts)
-                for idx in chunks:
+            # a route that stops short (the solve failed numerically) seeds nothing
+            short = {i: r.reason for i, r in enumerate(seed or []) if not r.reached}
+            if len(chunks) > 1 or short:
+                out: list = [None] * len(starts)
+                for i, why in short.items():
+                    out[i] = _unplanned(starts[i], f"the potential's route stops short of the "
+                                                   f"goal ({why})")
+                for idx in ([i for i in c if i not in short] for c in chunks):
+                    if not idx:
+                        continue
                     done = self.plan_batch(occ, [starts[i] for i in idx],
                                            [goals[i] for i in idx], iters=iters,
-                                           routes=None if seed is None else [seed[i] for i in idx])
+                                           routes=None if seed is None
+                                           else [seed[i].cells for i in idx])
                     for i, res in zip(idx, done):
                         out[i] = res
                 per = (time.perf_counter() - t_start) / len(starts)
@@ -276,7 +296,8 @@ class GradientPlanner:
                     res.seconds = per
                     res.timings["init"] = res.timings.get("init", 0.0) + t_routes / len(starts)
                 return out
-            routes = seed  # one chunk: the routes the length estimate solved (None if none)
+            # one chunk: the routes the length estimate solved (None if none)
+            routes = None if seed is None else [r.cells for r in seed]
         t0 = time.perf_counter()
         cfg = self.cfg
         prob = _Problem(occ, cfg, self.device)
@@ -288,7 +309,10 @@ class GradientPlanner:
         gen = torch.Generator().manual_seed(self.seed)
         wp, counts, loss_hist, snaps = self._initial_and_optimise(prob, s, g, inits, iters, gen)
         results = self._select(prob, wp, counts, s, g, loss_hist, snaps)
-        todo = [b for b, r in enumerate(results) if not r.valid]
+        if prob.routes is not None:  # seeded: the route is the fallback, not repairs
+            with prob.timed("check"):
+                self._fallback_to_route(prob, results, starts, goals)
+        todo = [] if prob.routes is not None else [b for b, r in enumerate(results) if not r.valid]
         for r in range(cfg.repair_rounds):
             if not todo:
                 break
@@ -296,7 +320,7 @@ class GradientPlanner:
             k = wp.shape[1]
             sub = wp[idx].reshape(len(todo) * k, -1, 2)  # (N', T, 2)
             sk, gk = s[idx].repeat_interleave(k, 0), g[idx].repeat_interleave(k, 0)
-            c = _counts(path_length(sub), cfg.spacing)
+            c = _counts(path_length(sub), cfg.spacing, cfg.n_waypoints)
             sub = resample(sub, int(c.max()), c)
             blur_beta = min(cfg.beta_start, 4.0)
             sub = _kick(sub, c, prob.occ_b, 1.5 + 0.5 * r, gen,
@@ -331,10 +355,7 @@ class GradientPlanner:
         seeded = cfg.init in SEEDED and inits is None
         coarse = cfg.coarse_spacing > 0 and inits is None and cfg.init not in SEEDED
         spacing0 = cfg.coarse_spacing if coarse else cfg.spacing
-        if cfg.n_waypoints:
-            counts = torch.full((b,), cfg.n_waypoints, device=self.device)
-        else:
-            counts = _counts((g - s).norm(dim=1) * 1.1, spacing0)  # (B,)
+        counts = _counts((g - s).norm(dim=1) * 1.1, spacing0, cfg.n_waypoints)  # (B,)
         t0 = int(counts.max())
         with prob.timed("init"):
             if inits is not None and cfg.init in SEEDED:  # a warm start alone (replans)
@@ -471,36 +492,43 @@ class GradientPlanner:
             n_valid = 0
             for j in range(k):
                 pts = wp_np[i, j, : cnt[i, j]]
-                cells = cell_path_from_waypoints(np.round(pts) if cfg.round_output else pts,
-                                                 prob.occ_b)
+                length = float(lengths[i, j])
+                if cfg.round_output:  # the note's answer: the rounded path, as checked
+                    cells = cell_path_from_waypoints(np.round(pts), prob.occ_b)
+                    pts, length = cells.astype(np.float64), cell_path_length(cells)
+                else:
+                    cells = cell_path_from_waypoints(pts, prob.occ_b)
                 reason = invalid_reason(prob.occ_b, cells, tuple(s_np[i]), tuple(g_np[i]))
                 n_valid += reason is None
-                key = (reason is not None, lengths[i, j])
+                key = (reason is not None, length)
                 if best_key is None or key < best_key:
                     best, best_key = (j, pts, cells, reason), key
             j, pts, cells, reason = best
             n = i * k + j
             out.append(PlanResult(
                 waypoints=pts, cells=cells, valid=reason is None,
-                length=float(lengths[i, j]), reason=reason,
+                length=best_key[1], reason=reason,
                 loss=loss_hist[:, n].cpu().tolist() if loss_hist.numel() else [],
                 history=[x[n, : cnt[i, j]].cpu().numpy() for x in snaps],
                 starts_valid=n_valid))
-        if prob.routes is not None:
-            self._fallback_to_route(prob, out)
         return out
 
     @staticmethod
-    def _fallback_to_route(prob, results) -> None:
-        """Seeded mode: if refinement broke a path, return the seed route itself."""
+    def _fallback_to_route(prob, results, starts, goals) -> None:
+        """Seeded mode: if refinement broke a path, return the seed route itself, if it is
+        valid (checked as every plan is); else the result stays invalid and says why."""
         for i, res in enumerate(results):
             route = remove_padding(prob.routes[i])
             res.route = route
             if res.valid:
                 continue
-            results[i] = dataclasses.replace(
-                res, waypoints=route.astype(np.float64), cells=route, valid=True,
-                length=cell_path_length(route), reason=None, fallback=True)
+            why = invalid_reason(prob.occ_b, route, _cell(starts[i]), _cell(goals[i]))
+            if why is None:
+                results[i] = dataclasses.replace(
+                    res, waypoints=route.astype(np.float64), cells=route, valid=True,
+                    length=cell_path_length(route), reason=None, fallback=True)
+            else:
+                res.reason = f"{res.reason}; the seed route is invalid too: {why}"
 
 
 def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None,
@@ -512,15 +540,16 @@ def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None,
     their seed routes), else the straight-line distance (which underestimates maze routes
     many times over).
     The routes are solved on ``device`` (the planner's), as the potential init would.
-    Returns (chunks of problem indices, the routes when they were computed, else None)."""
+    Returns (chunks of problem indices, the routes (potential.Route, ``reached`` to be
+    checked) when they were computed, else None)."""
     if cfg.batch_points <= 0 or len(starts) < 2:
         return [list(range(len(starts)))], None
-    cells = None
+    routes = None
     if cfg.init == "potential" and occ is not None:
         routes = potential_routes(occ, [tuple(map(int, np.round(a))) for a in starts],
                                   [tuple(map(int, np.round(b))) for b in goals], cfg, device)
-        cells = [r.cells for r in routes]
-        length = np.array([cell_path_length(c) if len(c) > 1 else 0.0 for c in cells])
+        length = np.array([cell_path_length(r.cells) if len(r.cells) > 1 else 0.0
+                           for r in routes])
     else:
         length = np.linalg.norm(np.asarray(goals, float) - np.asarray(starts, float), axis=1)
     est = length / cfg.spacing + 2  # (B,) waypoints
@@ -531,13 +560,18 @@ def _length_chunks(starts, goals, cfg: PlannerConfig, occ=None,
             chunks.append(cur)
             cur, longest = [], est[i]
         cur.append(i)
-    return chunks + [cur], cells
+    return chunks + [cur], routes
 
 
-def _unreachable(start) -> PlanResult:
+def _unplanned(start, reason: str = "unreachable") -> PlanResult:
+    """An invalid result, not planned: the start cell alone, length nan, ``reason``."""
     cell = np.asarray(start, dtype=np.float64).reshape(1, 2)
-    return PlanResult(cell, cell.round().astype(np.int64), False, float("nan"),
-                      reason="unreachable")
+    return PlanResult(cell, cell.round().astype(np.int64), False, float("nan"), reason=reason)
+
+
+def _cell(p) -> tuple[int, int]:
+    """The cell (row, col) of a point."""
+    return int(round(float(p[0]))), int(round(float(p[1])))
 
 
 def _kick(wp: torch.Tensor, counts: torch.Tensor, occ: np.ndarray, amplitude: float,
@@ -624,6 +658,9 @@ def occ_at(occ: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return out
 
 
-def _counts(lengths: torch.Tensor, spacing: float) -> torch.Tensor:
-    """Waypoints per path of the given lengths at ``spacing``: (N,) -> (N,) long in [3, MAX]."""
+def _counts(lengths: torch.Tensor, spacing: float, fixed: int = 0) -> torch.Tensor:
+    """Waypoints per path of the given lengths at ``spacing``: (N,) -> (N,) long in [3, MAX];
+    ``fixed`` (> 0) instead for every path."""
+    if fixed:
+        return torch.full_like(lengths, fixed, dtype=torch.long)
     return (torch.ceil(lengths / spacing) + 1).clamp(3, MAX_WAYPOINTS).long()

@@ -32,8 +32,9 @@ one sparse linear solve — no search, no priority queue, no node expansion:
   operator stays an M-matrix and ``(1 + q_v + t·deg v) z_v = t Σ z_u`` keeps every z_v below
   its largest side-neighbour, so the ascent is complete for any q.
 * ``harmonic`` — Laplace's equation with φ(start) = 1-current source and φ(goal) = sink:
-  ``L φ = e_s − e_g`` on the goal's component, grounded at one cell per component (the
-  injections sum to zero, so the grounded solution satisfies every equation). Minimiser of
+  ``L φ = e_s − e_g`` on the goal's component, grounded at one cell per component by both
+  solvers (the injections sum to zero, so the grounded solution satisfies every equation;
+  ungrounded, a component without a source is a singular block). Minimiser of
   the Dirichlet energy ½ Σ (φ_u − φ_v)² − φ_s + φ_g. Every cell but the two ends is the mean
   of its side-neighbours, so a cell entered from a higher neighbour has a strictly lower one
   (Connolly et al. 1990). Harmonic routes follow current lines and prefer wide passages.
@@ -46,7 +47,7 @@ their relative accuracy), ``cg`` (batched conjugate gradients in torch, Jacobi-p
 any device, warm-startable), ``auto`` (direct on CPU, cg on CUDA).
 
 Unreachable goals: the operator is block-diagonal by connected component, so the potential is
-exactly zero (screened) or undefined (harmonic) off the goal's component; the component labels
+exactly zero off the goal's component (the harmonic one by its grounding); the component labels
 of the operator's graph tell an unreachable start from an underflow, and
 :func:`route_potential` reports it (``reached`` False, ``reason`` "unreachable").
 
@@ -120,6 +121,8 @@ class GridGraph:
         self.adjacency = adj
         self.laplacian = (sp.diags(self.degree) - adj).tocsr()
         _, self.component = csgraph.connected_components(adj, directed=False)
+        # one ground node per component (its first): φ = 0 there makes L definite
+        self.ground = np.unique(self.component, return_index=True)[1]
         self._screened: dict[tuple, Callable] = {}
         self._harmonic: Callable | None = None
         self._torch: dict = {}
@@ -152,9 +155,8 @@ class GridGraph:
     def harmonic_solver(self) -> Callable[[np.ndarray], np.ndarray]:
         """Cached solve of L φ = b grounded at one node per component (φ = 0 there)."""
         if self._harmonic is None:
-            ground = np.unique(self.component, return_index=True)[1]  # first node per component
             keep = np.ones(self.n, dtype=bool)
-            keep[ground] = False
+            keep[self.ground] = False
             sub = self.laplacian[keep][:, keep].tocsc()
             lu = spla.splu(sub, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                            options={"SymmetricMode": True}) if sub.shape[0] else None
@@ -168,14 +170,25 @@ class GridGraph:
             self._harmonic = solve
         return self._harmonic
 
+    def grounded_laplacian(self) -> sp.csr_matrix:
+        """L with the row and column of every ground node replaced by the identity: SPD,
+        one Dirichlet condition per component. With b = 0 at the ground nodes its solution
+        is the grounded one of :meth:`harmonic_solver` (0 on components without a source).
+        A component with no grounded node would be a singular block (L·1 = 0 on it), on
+        which CG drifts along the constant once converged."""
+        keep = np.ones(self.n)
+        keep[self.ground] = 0.0
+        k = sp.diags(keep)
+        return (k @ self.laplacian @ k + sp.diags(1.0 - keep)).tocsr()
+
     def torch_operator(self, t: float | None, device,
                        cost: np.ndarray | None = None) -> torch.Tensor:
-        """The operator diag(1 + cost) + tL, or L for t None, as a torch sparse CSR matrix
-        (float64)."""
+        """The operator diag(1 + cost) + tL, or the grounded L (:meth:`grounded_laplacian`)
+        for t None, as a torch sparse CSR matrix (float64)."""
         key = (t, str(device), None if cost is None else map_key(cost))
         if key not in self._torch:
             _forget_other_costs(self._torch, key)
-            m = self.laplacian.tocsr() if t is None else self.screened_operator(t, cost)
+            m = self.grounded_laplacian() if t is None else self.screened_operator(t, cost)
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
                 self._torch[key] = torch.sparse_csr_tensor(
@@ -215,11 +228,13 @@ def graph_for(occ: np.ndarray) -> GridGraph:
 # ---------------------------------------------------------------------- solvers
 def conjugate_gradient(op: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None = None,
                        tol: float = 1e-12, max_iter: int = 20000) -> tuple[torch.Tensor, int]:
-    """Batched Jacobi-preconditioned CG for an SPD (or consistent PSD) sparse ``op``.
+    """Batched Jacobi-preconditioned CG for an SPD sparse ``op``.
 
-    b (n, B) -> x (n, B), iterations used. Stops when every column's residual is below
-    ``tol`` × its ‖b‖. Only matrix products and dot products: no host sync but the one
-    convergence check every 25 iterations.
+    b (n, B) -> x (n, B), iterations used. A column stops (is no longer updated) once its
+    residual is below ``tol`` × its ‖b‖: iterating past convergence only amplifies
+    rounding. A step whose denominator is not positive (0/0 at an exact solution) is
+    skipped. Only matrix products and dot products: no host sync but the one check, every
+    25 iterations, whether every column has stopped.
     """
     inv_d = (1.0 / _csr_diagonal(op).clamp_min(1e-300))[:, None]  # (n, 1)
     x = torch.zeros_like(b) if x0 is None else x0.clone()
@@ -227,18 +242,22 @@ def conjugate_gradient(op: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | Non
     z = inv_d * r
     p = z.clone()
     rz = (r * z).sum(0)  # (B,)
-    bnorm = b.norm(dim=0).clamp_min(1e-300)
+    limit = tol * b.norm(dim=0)
+    active = r.norm(dim=0) > limit  # (B,) columns still iterating
+    zero = torch.zeros_like(rz)
     it = 0
     for it in range(1, max_iter + 1):
         ap = op @ p
-        alpha = rz / (p * ap).sum(0).clamp_min(1e-300)
+        pap = (p * ap).sum(0)
+        alpha = torch.where(active & (pap > 0), rz / pap, zero)
         x = x + alpha * p
         r = r - alpha * ap
-        if it % 25 == 0 and bool((r.norm(dim=0) <= tol * bnorm).all()):
+        active = active & (r.norm(dim=0) > limit)
+        if it % 25 == 0 and not bool(active.any()):
             break
         z = inv_d * r
         rz_new = (r * z).sum(0)
-        p = z + (rz_new / rz.clamp_min(1e-300)) * p
+        p = z + torch.where(active & (rz > 0), rz_new / rz, zero) * p
         rz = rz_new
     return x, it
 
@@ -310,7 +329,8 @@ def _solve_harmonic(graph: GridGraph, goals: np.ndarray, starts: np.ndarray, sol
     rhs[goals, np.arange(b)] -= 1.0
     if solver == "direct":
         phi = graph.harmonic_solver()(rhs)
-    else:
+    else:  # the grounded operator: the sources at ground nodes are dropped, as direct does
+        rhs[graph.ground] = 0.0
         guess = None if x0 is None else torch.as_tensor(-x0.T, device=device)
         phi_t, _ = conjugate_gradient(graph.torch_operator(None, device),
                                       torch.as_tensor(rhs, device=device), guess, tol=1e-12)

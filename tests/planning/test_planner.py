@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from descentlab.planning.discretize import invalid_reason, polyline_length
+from descentlab.planning.discretize import cell_path_length, invalid_reason, polyline_length
 from descentlab.planning.grid import NOTE_GOAL, NOTE_START, note_map, random_map
 from descentlab.planning.planner import PRESETS, GradientPlanner, PlannerConfig
 from descentlab.planning.search import astar
@@ -59,8 +59,23 @@ def test_note_preset_is_the_notes_setup():
     assert cfg.w_goal > 0 and cfg.w_start > 0 and cfg.w_clearance == 0 and cfg.n_starts == 1
     res = GradientPlanner(dataclasses.replace(cfg, fine_iters=50), seed=0).plan(
         note_map().occ, NOTE_START, NOTE_GOAL)
-    assert len(res.waypoints) == cfg.n_waypoints
     assert res.valid == (invalid_reason(note_map().occ, res.cells, NOTE_START, NOTE_GOAL) is None)
+    raw = GradientPlanner(dataclasses.replace(cfg, fine_iters=50, round_output=False),
+                          seed=0).plan(note_map().occ, NOTE_START, NOTE_GOAL)
+    assert len(raw.waypoints) == cfg.n_waypoints  # the note's T waypoints, before rounding
+
+
+def test_note_preset_reports_the_rounded_path_it_checked():
+    # round_output: validity is judged on the cells of the rounded waypoints, so the plan's
+    # waypoints, length and ratio are that path's (they were the unrounded polyline's)
+    from descentlab.planning import load_map, plan
+
+    res = plan(load_map("note"), NOTE_START, NOTE_GOAL, preset="note", seed=1)
+    assert res.valid and invalid_reason(note_map().occ, res.cells, NOTE_START, NOTE_GOAL) is None
+    np.testing.assert_array_equal(res.waypoints, res.cells)
+    assert res.length == pytest.approx(cell_path_length(res.cells), abs=1e-9)
+    assert res.length == pytest.approx(polyline_length(res.waypoints), abs=1e-9)
+    assert res.length_ratio == pytest.approx(res.length / res.astar_length)
 
 
 def test_warm_start_is_used():
@@ -94,6 +109,22 @@ def test_line_init_has_straight_first_start_and_bowed_others():
     assert wp[0, 1, 5, 1] > 0 > wp[0, 2, 5, 1]  # bowed to either side at the middle
 
 
+def test_n_waypoints_fixes_the_count_of_an_unseeded_init_and_is_refused_elsewhere():
+    # A fixed count has one meaning: the trajectories of an unseeded init without a coarse
+    # stage (the note). A seeded route is refined at its own length and a coarse stage
+    # sets the fine count from its path, so there it would be silently wrong: refused.
+    from descentlab.core.config import ConfigError
+
+    cfg = dataclasses.replace(PRESETS["line"], coarse_spacing=0, n_waypoints=25, n_starts=2,
+                              fine_iters=40, repair_rounds=1)
+    res = GradientPlanner(cfg).plan(note_map().occ, NOTE_START, NOTE_GOAL)
+    assert len(res.waypoints) == 25
+    for name, kw in (("default", {}), ("astar", {}), ("line", {})):
+        with pytest.raises(ConfigError, match="must be 0") as err:
+            dataclasses.replace(PRESETS[name], n_waypoints=30, **kw)
+        assert err.value.field == "n_waypoints"
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
         PlannerConfig(init="nope")
@@ -113,3 +144,75 @@ def test_stage_seconds_per_plan_is_the_mean_over_plans():
 
     out = stage_seconds_per_plan([res(init=1.0), res(init=3.0, descent=2.0), res(init=2.0)])
     assert out == pytest.approx({"descent": 2.0 / 3, "init": 2.0})
+
+
+def _blocked_line_problem():
+    """A wall across the straight line from start to goal, with a way round it."""
+    occ = np.zeros((9, 9), dtype=bool)
+    occ[4, :7] = True
+    return occ, (1, 1), (7, 1)
+
+
+def test_fallback_never_returns_an_invalid_seed_route():
+    # refinement breaks validity (no steps: the straight line through the wall) and the seed
+    # route, a route that never left its start, is no plan either: the result says so
+    occ, s, g = _blocked_line_problem()
+    (res,) = GradientPlanner(PRESETS["default"]).plan_batch(occ, [s], [g], iters=0,
+                                                            routes=[np.array([s])])
+    assert not res.valid and not res.fallback
+    assert "seed route is invalid too" in res.reason and "not at the goal" in res.reason
+    # the fallback itself: a broken plan becomes its seed route exactly when that is valid
+    from types import SimpleNamespace
+
+    from descentlab.planning.planner import PlanResult
+
+    route = astar(occ, s, g).cells
+    padded = np.concatenate([route, route[-1:].repeat(3, 0)])  # as the batch pads routes
+    prob = SimpleNamespace(occ_b=occ, routes=[padded, np.array([s, (2, 2), g])])
+    results = [PlanResult(np.array([s, g], float), np.array([s, g]), False, 6.0,
+                          reason="step 0 is not a move to a neighbour") for _ in range(2)]
+    GradientPlanner._fallback_to_route(prob, results, [s, s], [g, g])
+    assert results[0].valid and results[0].fallback and results[0].length == cell_path_length(route)
+    np.testing.assert_array_equal(results[0].cells, route)
+    assert not results[1].valid and not results[1].fallback
+    assert "seed route is invalid too" in results[1].reason
+
+
+def test_a_route_that_stops_short_seeds_no_plan(monkeypatch):
+    # the length split solves the routes first: one that did not reach its goal (a failed
+    # solve) is reported invalid with the route's reason, the others are planned as usual
+    import descentlab.planning.planner as planner_mod
+    from descentlab.planning.potential import Route
+
+    orig = planner_mod.potential_routes
+
+    def fail_first(occ, starts, goals, cfg=None, device="cpu"):
+        routes = orig(occ, starts, goals, cfg, device)
+        routes[0] = Route(np.array([starts[0]]), False, "numerical plateau")
+        return routes
+
+    monkeypatch.setattr(planner_mod, "potential_routes", fail_first)
+    occ, s, g = _blocked_line_problem()
+    res = GradientPlanner(PRESETS["default"]).plan_batch(occ, [s, (0, 8)], [g, (8, 8)])
+    assert not res[0].valid and "stops short" in res[0].reason and "plateau" in res[0].reason
+    assert res[1].valid and invalid_reason(occ, res[1].cells, (0, 8), (8, 8)) is None
+
+
+def test_plan_bench_with_harmonic_cg_on_a_map_of_several_components_reports_the_truth():
+    # the review's repro: harmonic CG routes on a map with several free regions were NaN,
+    # stopped at their start and came back valid with length 0 (fallbacks)
+    from descentlab.planning.bench import plan_bench
+    from descentlab.planning.grid import GridMap, Scenario
+    from descentlab.planning.potential import GridGraph
+
+    occ = random_map(12, 12, 0.4, 0).occ
+    graph = GridGraph(occ)
+    big = np.flatnonzero(graph.component == np.bincount(graph.component).argmax())
+    rng = np.random.default_rng(0)
+    pairs = [tuple(map(tuple, graph.cells[rng.choice(big, 2, replace=False)])) for _ in range(6)]
+    scen = [Scenario(0, "r12", 12, 12, a, b, astar(occ, a, b).length) for a, b in pairs]
+    cfg = dataclasses.replace(PRESETS["default"], potential="harmonic", solver="cg")
+    out = plan_bench(GridMap(occ, "r12"), scen, "gradient", cfg)
+    assert out["success_rate"] == 1.0 and out["fallbacks"] == 0
+    for row in out["per_bucket"]:  # the exact any-angle optimum bounds every real path
+        assert row["length"] >= row["anyangle_length"] - 1e-5 > 0

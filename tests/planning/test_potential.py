@@ -284,3 +284,61 @@ def test_plan_seconds_count_the_potential_solve(batch_points):
     assert 0.97 * wall <= total <= wall
     stages = sum(sum(r.timings.values()) for r in res)
     assert stages >= 0.8 * total  # the stages cover the plan: setup, init, descent, check
+
+
+def _component_problems(graph, per_component, seed):
+    """Problems (start, goal cells) inside each component of ≥ 2 cells, ``per_component`` each."""
+    rng = np.random.default_rng(seed)
+    starts, goals = [], []
+    for c in np.unique(graph.component):
+        nodes = np.flatnonzero(graph.component == c)
+        if len(nodes) < 2:
+            continue
+        for _ in range(per_component):
+            a, b = rng.choice(nodes, 2, replace=False)
+            starts.append(tuple(graph.cells[a]))
+            goals.append(tuple(graph.cells[b]))
+    return starts, goals
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_harmonic_cg_on_a_map_of_several_components_matches_the_direct_solve(seed):
+    # Several free regions (isolated cells among them): a component with neither start nor
+    # goal has no Dirichlet condition unless it is grounded, and CG kept iterating columns
+    # that had converged until they reached NaN. The batch must equal the direct solve and
+    # each problem solved alone, and every route must reach its goal.
+    occ = random_map(12, 12, 0.4, seed).occ
+    graph = GridGraph(occ)
+    assert len(np.unique(graph.component)) >= 3
+    starts, goals = _component_problems(graph, 4, seed)
+    s = np.array([graph.node(c) for c in starts])
+    g = np.array([graph.node(c) for c in goals])
+    cg = solve_potential(graph, s, g, "harmonic", solver="cg").values[:, :-1]
+    direct = solve_potential(graph, s, g, "harmonic", solver="direct").values[:, :-1]
+    assert np.isfinite(cg).all()
+    np.testing.assert_allclose(cg, direct, rtol=0, atol=1e-8)
+    alone = np.concatenate([solve_potential(graph, s[[i]], g[[i]], "harmonic", solver="cg")
+                            .values[:, :-1] for i in range(len(s))])
+    np.testing.assert_allclose(cg, alone, rtol=0, atol=1e-8)
+    routes, _ = route_potential(graph, starts, goals, kind="harmonic", solver="cg")
+    for r, a, b in zip(routes, starts, goals):
+        assert r.reached and invalid_reason(occ, r.cells, a, b) is None, r.reason
+
+
+@pytest.mark.filterwarnings("ignore:Sparse:UserWarning")  # torch: CSR is in beta
+def test_cg_stops_updating_a_column_once_it_has_converged():
+    # On the ungrounded Laplacian of one component (singular, consistent right-hand sides)
+    # iterating a converged column drifts along the constant and blew up to NaN while the
+    # other columns still ran; stopped columns keep their converged value.
+    occ = random_map(12, 12, 0.4, 0).occ
+    graph = GridGraph(occ)
+    big = np.flatnonzero(graph.component == np.bincount(graph.component).argmax())
+    m = graph.laplacian
+    op = torch.sparse_csr_tensor(torch.from_numpy(m.indptr), torch.from_numpy(m.indices),
+                                 torch.from_numpy(m.data), size=m.shape, dtype=torch.float64)
+    b = torch.zeros(graph.n, 3, dtype=torch.float64)
+    for col, (s, g) in enumerate([(big[0], big[1]), (big[0], big[-1]), (big[5], big[-3])]):
+        b[s, col], b[g, col] = 1.0, -1.0
+    x, _ = conjugate_gradient(op, b, tol=1e-12)
+    assert torch.isfinite(x).all()
+    assert ((b - op @ x).norm(dim=0) <= 1e-11 * b.norm(dim=0)).all()
