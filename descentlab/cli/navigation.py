@@ -45,13 +45,27 @@ def _nav_config(args):
     return config_from_args(NavConfig, args, base=base)
 
 
+def _default_planner_preset() -> str:
+    """The name of the navigator's default planner preset (navigation.default_planner_config)."""
+    from descentlab.planning.navigation import default_planner_config
+    from descentlab.planning.planner import PRESETS
+
+    base = default_planner_config()
+    return next((k for k, v in PRESETS.items() if v == base), "the navigator's default")
+
+
 def _planner_config(args):
+    """The gradient planner's config: --planner-preset (default: the navigator's), with the
+    user's --planner-* flags on top; a preset value that clashes with them is named."""
+    from descentlab.cli.planning import preset_config, user_fields
     from descentlab.planning.navigation import default_planner_config
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
     name = args.planner_preset
     base = PRESETS[name] if name else default_planner_config()
-    return config_from_args(PlannerConfig, args, prefix="planner_", base=base)
+    return preset_config(lambda ov: dataclasses.replace(base, **ov),
+                         user_fields(PlannerConfig, args, prefix="planner_"), base,
+                         name or _default_planner_preset(), args)
 
 
 def _apply_preset(args) -> None:
@@ -74,11 +88,7 @@ def _problem(args):
     from descentlab.planning.navigation import validate_problem
 
     if args.map == "random":
-        if args.size < 4:
-            raise InputError(f"must be >= 4, got {args.size}", where="--size")
-        if not 0 <= args.density < 1:
-            raise InputError(f"must be in [0, 1), got {args.density}", where="--density")
-        prob = random_problem(args.seed, args.size, args.density)
+        prob = random_problem(args.seed, args.size, args.density)  # errors name size, density
         grid, start, goal = prob.grid, prob.start, prob.goal
     else:
         grid = load_map(args.map)
@@ -239,21 +249,33 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
     return {"summary": summary, "runs": parts}
 
 
+def _preset_says(key: str) -> str:
+    """What each navigation preset sets ``key`` to, for a flag's help ('' if none sets it)."""
+    from descentlab.planning.navigation import NAV_PRESETS
+
+    said = [f"preset {name}: {p[key]}" for name, p in NAV_PRESETS.items() if key in p]
+    return f"; {', '.join(said)}" if said else ""
+
+
 def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
+    from descentlab.cli.planning import registry_help, summary
     from descentlab.planning.mapping import DEFAULT_MAPPER, MAPPERS
     from descentlab.planning.navigation import NavConfig
     from descentlab.planning.planner import PRESETS, PlannerConfig
     from descentlab.planning.sensors import DEFAULT_SENSOR, SENSORS
 
+    def config_doc(entry) -> str:  # a SENSORS/MAPPERS entry is (config class, class)
+        return summary(entry[0])
+
     p.add_argument("--sensor", choices=list(SENSORS), default=DEFAULT_SENSOR if bench else None,
-                   help="soft (the note's Gaussian-footprint observation) or ray (range sensor "
-                        f"with occlusion) (default: {DEFAULT_SENSOR}; the note preset: soft)")
+                   help=f"{registry_help(SENSORS, config_doc)} (default: {DEFAULT_SENSOR}"
+                        f"{'' if bench else _preset_says('sensor')})")
     p.add_argument("--mapper", choices=list(MAPPERS), default=DEFAULT_MAPPER if bench else None,
-                   help="note (the note's gradient mapper) or logodds (Bayesian occupancy) "
-                        f"(default: {DEFAULT_MAPPER}; the note preset: note)")
+                   help=f"{registry_help(MAPPERS, config_doc)} (default: {DEFAULT_MAPPER}"
+                        f"{'' if bench else _preset_says('mapper')})")
     p.add_argument("--planner-preset", choices=list(PRESETS), default=None,
                    help="gradient planner preset, one of `descentlab plan --preset` (default: "
-                        "nav, the default preset with a shorter refinement, for replanning)")
+                        f"{_default_planner_preset()}, the navigator's, for replanning)")
     add_config_args(p, NavConfig)
     for _, cfg_cls, prefix in [*_registered(SENSORS, DEFAULT_SENSOR),
                                *_registered(MAPPERS, DEFAULT_MAPPER)]:
@@ -264,14 +286,18 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
 def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``navigate`` flags."""
     from descentlab.cli.main import ArgumentParser, add_common_args
+    from descentlab.cli.planning import registry_help
     from descentlab.planning.navigation import NAVIGATORS
 
     p = parser or ArgumentParser(prog="descentlab navigate")
     from descentlab.planning.navigation import NAV_PRESETS
 
+    def preset_doc(p: dict) -> str:  # what a NAV_PRESETS entry sets
+        return ", ".join([*(f"{k} {v}" for k, v in p.items() if k != "nav"),
+                          *(f"{k} {v}" for k, v in p.get("nav", {}).items())])
+
     p.add_argument("--preset", choices=list(NAV_PRESETS), default=None,
-                   help="note: the note's setup (its 20x20 map, soft sensor, gradient mapper, "
-                        "one cell per step, replanning every step); flags override it")
+                   help=f"{registry_help(NAV_PRESETS, preset_doc)}; flags override it")
     p.add_argument("--map", default=None,
                    help="'note', 'random' (seeded by --seed) or a map file: MovingAI .map, "
                         ".npy, .txt or image (default: note)")
@@ -283,9 +309,7 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
     p.add_argument("--density", type=float, default=0.2,
                    help="random map: obstacle density (default: 0.2)")
     p.add_argument("--planner", choices=list(NAVIGATORS), default="gradient",
-                   help=f"one of {', '.join(NAVIGATORS)}: the gradient planner of part A, or "
-                        "the A* replanning baselines (unseen = free; see nav-bench) "
-                        "(default: gradient)")
+                   help=f"{registry_help(NAVIGATORS)} (default: gradient)")
     p.add_argument("--out", default="descentlab-out/navigate",
                    help="folder for the GIF and the final figure ('' = none)")
     _add_shared_args(p, bench=False)
@@ -297,6 +321,7 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
 
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
+    from descentlab.cli.planning import registry_help
     from descentlab.planning.nav_bench import PROBLEM_SETS
     from descentlab.planning.navigation import NAVIGATORS
 
@@ -318,7 +343,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="problems per generated set (one map each), or scenarios per "
                         "MovingAI map (default: 20)")
     b.add_argument("--planners", nargs="+", choices=list(NAVIGATORS), default=list(NAVIGATORS),
-                   help="planners to compare (default: all)")
+                   help=f"planners to compare, each once: {registry_help(NAVIGATORS)} "
+                        "(default: all)")
     b.add_argument("--min-length", type=float, default=30.0,
                    help="shortest optimal length of a MovingAI scenario, or of the random ends "
                         "of a generated set that has them (default: 30)")

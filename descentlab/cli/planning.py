@@ -7,20 +7,79 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from descentlab.cli.options import add_config_args, config_from_args
+from descentlab.cli.options import add_config_args, flag_for
+from descentlab.core.config import ConfigError, field_default
 from descentlab.core.errors import EXIT_FAILED, InputError
 from descentlab.core.outputs import folder
 
 
-def _planner_config(args: argparse.Namespace):
-    """(config, preset) the planner name implies, with the user's flags on top."""
-    from descentlab.planning import PRESETS, PlannerConfig
-    from descentlab.planning.api import resolve_preset
+def summary(obj) -> str:
+    """The first paragraph of ``obj``'s docstring on one line, without its final period or
+    reStructuredText literal quotes."""
+    first = (obj.__doc__ or "").strip().split("\n\n")[0].replace("``", "")
+    return " ".join(first.split()).rstrip(".")
 
-    name = resolve_preset(args.planner, args.preset, getattr(args, "init", None))
+
+def registry_help(registry: dict, describe=summary, sep: str = "; ") -> str:
+    """``name: description`` of every entry of a registry (``describe(value)``), for a
+    flag's help: built from the registry, so it lists exactly its choices."""
+    return sep.join(f"{name}: {describe(value)}" for name, value in registry.items())
+
+
+def user_fields(cls: type, args: argparse.Namespace, prefix: str = "") -> dict:
+    """The fields of config ``cls`` whose flags the user set: {field: value}."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(args, prefix + f.name, None) if f.metadata.get("flag", True) else None
+        if v is not None:
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return values
+
+
+def preset_config(build, overrides: dict, base, preset: str, args: argparse.Namespace):
+    """``build(overrides)``: a config from a preset (``base``, named ``preset``) and the
+    user's field values. A field error caused by the preset's value of a field the user did
+    not set says so, and how to fix it (the field's default where that makes the config
+    valid), e.g. the nav preset's risk with the harmonic potential."""
+    try:
+        return build(overrides)
+    except ConfigError as e:
+        if e.field in overrides or not hasattr(base, e.field):
+            raise  # the user's own value
+        flag = flag_for(args, e.where) or e.where
+        default = field_default(next(f for f in dataclasses.fields(base) if f.name == e.field))
+        try:
+            build({**overrides, e.field: default})
+            fix = f"pass {flag} {default} (its default)"
+        except InputError:
+            fix = f"set {flag}"
+        raise ConfigError(f"{e.message}; {e.field} {getattr(base, e.field)} comes from the "
+                          f"planner preset {preset!r}: {fix}", e.config, e.field) from None
+
+
+def _planner_config(args: argparse.Namespace):
+    """(config, preset) the planner name implies, with the user's flags on top, as the
+    library builds it (api.planner_config): a planner that takes no config refuses every
+    planner flag, --preset included."""
+    from descentlab.planning import PRESETS, PlannerConfig
+    from descentlab.planning.api import PLANNER_PRESETS, planner_config, resolve_preset
+
+    overrides = user_fields(PlannerConfig, args)
+    name = resolve_preset(args.planner, args.preset, overrides.get("init"))
     if name is None:
+        try:
+            planner_config(args.planner, args.preset, **overrides)
+        except InputError as e:  # the library's refusal: say which flags
+            flags = args.config_flags
+            given = ", ".join(flags[f"PlannerConfig.{k}"] for k in overrides)
+            raise InputError(f"{e.message}, got {given}", where=e.where) from None
+        if args.preset is not None:  # the library ignores a preset here; the CLI refuses it
+            takes = ", ".join(k for k, v in PLANNER_PRESETS.items() if v)
+            raise InputError(f"planner {args.planner!r} takes no preset (only {takes} do)",
+                             where="--preset")
         return None, None
-    return config_from_args(PlannerConfig, args, base=PRESETS[name]), name
+    return preset_config(lambda ov: planner_config(args.planner, args.preset, **ov),
+                         overrides, PRESETS[name], name, args)
 
 
 def run_plan(args: argparse.Namespace) -> dict:
@@ -147,17 +206,19 @@ def demo_part(out_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def _add_planner_args(p: argparse.ArgumentParser) -> None:
+    from descentlab.planning.api import PLANNER_PRESETS
     from descentlab.planning.bench import PLANNERS
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
+    own = ", ".join(f"{k}: {v}" for k, v in PLANNER_PRESETS.items() if v)
+    none = ", ".join(k for k, v in PLANNER_PRESETS.items() if not v)
     p.add_argument("--planner", choices=list(PLANNERS), default="gradient",
-                   help="gradient (the potential's route refined by descent; no search), "
-                        "gradient-astar-init (refine the A* path), astar, anyangle (the exact "
-                        "any-angle optimum, a reference)")
+                   help=f"{registry_help(PLANNERS)} (default: gradient)")
     p.add_argument("--preset", choices=list(PRESETS), default=None,
-                   help="gradient planner preset: default, line (local descent from a line, "
-                        "the research baseline), note (the note's own setup), astar "
-                        "(default: the planner's own, or the one --init implies)")
+                   help=f"gradient planner preset, one of {', '.join(PRESETS)} (see "
+                        f"descentlab.planning.planner) (default: the planner's own, {own}, "
+                        f"or the one --init implies; {none} take no preset or planner "
+                        f"options)")
     add_config_args(p, PlannerConfig, skip=("record_every",))
 
 

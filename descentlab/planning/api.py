@@ -56,19 +56,27 @@ def resolve_preset(planner: str, preset: str | None = None, init: str | None = N
 def planner_config(planner: str = "gradient", preset: str | None = None,
                    config: PlannerConfig | None = None, **overrides) -> tuple[PlannerConfig | None,
                                                                           str | None]:
-    """(config, preset name) for a planner: ``config`` as given, or the preset with
-    ``overrides`` (PlannerConfig field names) on top. Bad fields name themselves."""
+    """(config, preset name) for a planner: ``config`` as given (preset name None: a config
+    of its own), or the preset with ``overrides`` (PlannerConfig field names) on top. Bad
+    fields name themselves; a preset and a config together are refused (which would run?)."""
+    if config is not None and preset is not None:
+        raise InputError(f"give a preset or a config, not both (preset {preset!r})",
+                         where="config")
     name = resolve_preset(planner, preset, overrides.get("init"))
     if name is None:
         if overrides or config is not None:
             raise InputError(f"planner {planner!r} takes no planner options", where="planner")
         return None, None
-    if config is not None:
-        return dataclasses.replace(config, **overrides) if overrides else config, preset
     fields = {f.name for f in dataclasses.fields(PlannerConfig)}
     for key in overrides:
         if key not in fields:
             raise InputError(f"unknown planner option {key!r}", where=key)
+    if planner == "gradient-astar-init" and overrides.get("init", "astar") != "astar":
+        raise InputError(f"planner 'gradient-astar-init' seeds with A* (init 'astar'), got "
+                         f"{overrides['init']!r}; use planner 'gradient' for another init",
+                         where="init")
+    if config is not None:
+        return dataclasses.replace(config, **overrides) if overrides else config, None
     return dataclasses.replace(PRESETS[name], **overrides), name
 
 
@@ -81,14 +89,21 @@ def plan_many(map_: GridMap | str | np.ndarray, starts: Sequence, goals: Sequenc
               config: PlannerConfig | None = None, device: str = "cpu", seed: int = 0,
               references: bool = False, **overrides) -> list[PlanResult]:
     """Plan every (start, goal) on one map in one batch. See :func:`plan`."""
+    from descentlab.core.seeding import resolve_device
     from descentlab.planning.anyangle import AnyAngleMap
     from descentlab.planning.search import astar
 
     grid = as_grid(map_)
+    if len(starts) != len(goals):
+        raise InputError(f"{len(goals)} goals for {len(starts)} starts (one goal per start)",
+                         where="goals")
     pairs = [_check_problem(grid, s, g) for s, g in zip(starts, goals)]
     cfg, name = planner_config(planner, preset, config, **overrides)
+    dev = str(resolve_device(device))  # "auto", an unusable GPU: named before any work
+    if not pairs:
+        return []
     results = PLANNERS[planner](grid.occ, [p[0] for p in pairs], [p[1] for p in pairs], cfg,
-                                device, seed)
+                                dev, seed)
     ref = AnyAngleMap(grid.occ) if references else None
     for res, (s, g) in zip(results, pairs):
         res.planner, res.preset, res.config = planner, name, cfg

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from descentlab.core.errors import InputError
 from descentlab.planning.anyangle import anyangle_lengths
-from descentlab.planning.discretize import cell_path_from_waypoints
+from descentlab.planning.discretize import anyangle_cells, invalid_reason
 from descentlab.planning.grid import GridMap, Scenario
 from descentlab.planning.planner import PRESETS, GradientPlanner, PlannerConfig, PlanResult
 from descentlab.planning.search import astar
@@ -26,15 +27,18 @@ PlannerFn = Callable[..., list[PlanResult]]
 
 
 def _gradient(occ, starts, goals, config: PlannerConfig | None, device, seed) -> list[PlanResult]:
+    """The potential's route refined by descent, no search."""
     return GradientPlanner(config or PRESETS["default"], device, seed).plan_batch(occ, starts, goals)
 
 
 def _gradient_astar(occ, starts, goals, config: PlannerConfig | None, device,
                     seed) -> list[PlanResult]:
+    """The gradient refinement of the A* path."""
     return GradientPlanner(config or PRESETS["astar"], device, seed).plan_batch(occ, starts, goals)
 
 
 def _astar(occ, starts, goals, config, device, seed) -> list[PlanResult]:
+    """The A* baseline (8-connected, octile, no corner cutting)."""
     out = []
     for s, g in zip(starts, goals):
         t0 = time.perf_counter()
@@ -50,6 +54,7 @@ def _astar(occ, starts, goals, config, device, seed) -> list[PlanResult]:
 
 
 def _anyangle(occ, starts, goals, config, device, seed) -> list[PlanResult]:
+    """The exact any-angle optimum (a search: the reference, not a method here)."""
     from descentlab.planning.anyangle import AnyAngleMap
 
     occ = np.asarray(occ, dtype=bool)
@@ -63,10 +68,11 @@ def _anyangle(occ, starts, goals, config, device, seed) -> list[PlanResult]:
             out.append(PlanResult(np.zeros((0, 2)), np.zeros((0, 2), int), False, float("nan"),
                                   reason="unreachable", seconds=dt))
             continue
-        # legal by construction (it may touch obstacle corners and edges, so its cell path,
-        # kept for display, can touch blocked cells: the optimum has zero clearance)
-        cells = cell_path_from_waypoints(res.points, occ)
-        out.append(PlanResult(res.points, cells, True, res.length, seconds=dt, starts_valid=1))
+        # the optimum touches obstacle corners and edges: its cells step round them
+        cells = anyangle_cells(res.points, occ)
+        why = invalid_reason(occ, cells, tuple(s), tuple(g))
+        out.append(PlanResult(res.points, cells, why is None, res.length, reason=why,
+                              seconds=dt, starts_valid=int(why is None)))
     return out
 
 
@@ -95,8 +101,16 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
     Reports success (valid cell path), continuous length / scenario optimal length over
     successes, time per plan (batched time divided by the batch), and the A* time per plan
     on the same scenarios, measured in the same run. With ``references`` the exact any-angle
-    optimum (anyangle.py) is computed too and lengths are also reported against it.
+    optimum (anyangle.py) is computed too and lengths are also reported against it. A
+    scenario without a positive optimal length (start == goal) has no length ratio.
     """
+    if planner not in PLANNERS:
+        raise InputError(f"unknown planner {planner!r}; choose from {', '.join(PLANNERS)}",
+                         where="planner")
+    if batch < 0:
+        raise InputError(f"must be >= 0 (0 = all at once), got {batch}", where="batch")
+    if not scenarios:
+        raise InputError("no scenarios to plan", where="scenarios")
     fn = PLANNERS[planner]
     batch = batch or len(scenarios)
     results: list[PlanResult] = []
@@ -116,16 +130,17 @@ def plan_bench(grid: GridMap, scenarios: Sequence[Scenario], planner: str,
     rows = []
     for sc, res, at, aa in zip(scenarios, results, astar_times, anyangle):
         ok_aa = res.valid and bool(np.isfinite(aa)) and aa > 0
+        ok_opt = res.valid and sc.optimal_length > 0
         rows.append({"bucket": sc.bucket, "start": list(sc.start), "goal": list(sc.goal),
                      "optimal_length": sc.optimal_length,
                      "anyangle_length": float(aa) if np.isfinite(aa) else None,
                      "valid": res.valid,
                      "length": res.length if res.valid else None,
-                     "length_ratio": res.length / sc.optimal_length if res.valid else None,
+                     "length_ratio": res.length / sc.optimal_length if ok_opt else None,
                      "length_ratio_anyangle": res.length / aa if ok_aa else None,
                      "time_s": res.seconds, "astar_time_s": at, "fallback": res.fallback,
                      "reason": res.reason})
-    ratios = [r["length_ratio"] for r in rows if r["valid"]]
+    ratios = [r["length_ratio"] for r in rows if r["length_ratio"] is not None]
     ratios_aa = [r["length_ratio_anyangle"] for r in rows if r["length_ratio_anyangle"] is not None]
     return {
         "planner": planner, "map": grid.name, "device": str(device), "n": len(rows),

@@ -67,8 +67,16 @@ class GridMap:
         return self.in_bounds(cell) and not self.occ[cell[0], cell[1]]
 
     def check_cell(self, cell: Sequence[int], what: str) -> tuple[int, int]:
-        """Return ``cell`` as ``(row, col)``; InputError (``where=what``) if off-map or blocked."""
-        r, c = int(cell[0]), int(cell[1])
+        """Return ``cell`` as ``(row, col)``; InputError (``where=what``) if it is not a pair
+        of integers (a float with a fraction is not rounded silently), off-map or blocked."""
+        try:
+            r, c = (float(v) for v in cell)
+            ok = r.is_integer() and c.is_integer() and not isinstance(cell, (str, bytes))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"expected a (row, col) pair of integers, got {cell!r}", where=what)
+        r, c = int(r), int(c)
         if not self.in_bounds((r, c)):
             raise InputError(f"cell ({r}, {c}) is outside the {self.height}x{self.width} map "
                              f"'{self.name}' (rows 0..{self.height - 1}, columns "
@@ -349,13 +357,20 @@ def as_grid(map_: GridMap | str | os.PathLike | np.ndarray, name: str = "array")
 
 # ------------------------------------------------------------------------- scenarios
 
+# MovingAI writes optimal lengths to 8 decimals; the octile optimum is never below the
+# straight-line distance, so a length below it by more than this is an error in the file.
+LENGTH_TOLERANCE = 1e-6
+
 _SCEN_FIELDS = ("bucket", "map", "width", "height", "start_x", "start_y", "goal_x", "goal_y",
                 "optimal_length")
 
 
 def load_scenarios(path: str | os.PathLike, grid: GridMap | None = None) -> list[Scenario]:
-    """Read a MovingAI ``.scen`` file. With ``grid``, check its size and that every start and
-    goal is a free cell of it; without, check they lie inside the width/height on each row."""
+    """Read a MovingAI ``.scen`` file. With ``grid``, check each row names it (the map column
+    without folders or suffix is the grid's name, a loaded map's file stem), has its size,
+    and starts and ends on free cells of it; without, check the ends lie inside the row's
+    width/height. Every row's optimal length must be possible: finite, > 0 between distinct
+    ends and at least their straight-line distance (:data:`LENGTH_TOLERANCE`)."""
     p = require_file(path, "scenario file")
     lines = _read_lines(p)
     if not lines or lines[0].split()[:1] != ["version"] or len(lines[0].split()) != 2:
@@ -390,7 +405,17 @@ def load_scenarios(path: str | os.PathLike, grid: GridMap | None = None) -> list
     return out
 
 
+def scenario_map_name(column: str) -> str:
+    """The map a ``.scen`` row names: its map column (a relative file name, which may carry
+    folders, ``/`` or ``\\``) without folders and ``.map`` suffix, comparable with a loaded
+    map's name."""
+    base = column.replace("\\", "/").rsplit("/", 1)[-1]
+    return Path(base).stem if base.endswith(".map") else base
+
+
 def _check_scenario(sc: Scenario, grid: GridMap | None, where: str) -> None:
+    if grid is not None and scenario_map_name(sc.map) != grid.name:
+        raise InputError(f"scenario is for map {sc.map!r}, not map '{grid.name}'", where=where)
     if grid is not None and (sc.height, sc.width) != grid.shape:
         raise InputError(f"scenario is for a {sc.width}x{sc.height} (WxH) map, map "
                          f"'{grid.name}' is {grid.width}x{grid.height}", where=where)
@@ -401,9 +426,16 @@ def _check_scenario(sc: Scenario, grid: GridMap | None, where: str) -> None:
         if grid is not None and grid.occ[r, c]:
             raise InputError(f"{what} (x={c}, y={r}) is an obstacle on map '{grid.name}'",
                              where=where)
-    if not np.isfinite(sc.optimal_length) or sc.optimal_length < 0:
-        raise InputError(f"optimal_length must be finite and >= 0, got {sc.optimal_length}",
-                         where=where)
+    length = sc.optimal_length
+    if not np.isfinite(length) or length < 0:
+        raise InputError(f"optimal_length must be finite and >= 0, got {length}", where=where)
+    straight = float(np.hypot(sc.goal[0] - sc.start[0], sc.goal[1] - sc.start[1]))
+    if sc.start != sc.goal and length <= 0:
+        raise InputError(f"optimal_length must be > 0 between distinct start and goal, got "
+                         f"{length}", where=where)
+    if length < straight - LENGTH_TOLERANCE:
+        raise InputError(f"optimal_length {length} is below the straight-line distance "
+                         f"{straight:.8f} between start and goal: impossible", where=where)
 
 
 def sample_scenarios(scenarios: Sequence[Scenario], n: int) -> list[Scenario]:

@@ -30,6 +30,13 @@ from descentlab.core.errors import InputError
 from descentlab.planning.grid import GridMap, maze_map, random_map, rooms_map
 
 CORNER_PAIRS = (((0, 0), (1, 1)), ((1, 1), (0, 0)), ((0, 1), (1, 0)), ((1, 0), (0, 1)))
+# Side bounds of a random map. 4: two opposite-corner ends apart. 1024: twice the side of
+# the 512x512 MovingAI maps the navigation is measured on (shared/benchmarks/movingai); the
+# navigator replans on the whole map (one potential unknown per cell, per replan), so much
+# larger maps are out of reach, and sides far beyond this exhaust memory before the first
+# step (200000 asks for 40 GB of map alone).
+RANDOM_SIZE_RANGE = (4, 1024)
+PAIR_TRIES = 1000  # random pairs pair_problem draws before giving up
 
 
 @dataclass
@@ -44,16 +51,27 @@ class Problem:
 
 
 def random_problem(seed: int, size: int = 64, density: float = 0.2) -> Problem:
-    """A seeded random ``size``² map; start and goal near opposite corners, same component."""
+    """A seeded random ``size``² map; start and goal near opposite corners, same component.
+
+    ``size`` in :data:`RANDOM_SIZE_RANGE`, ``density`` in [0, 1); InputError naming the
+    argument when out of range, or naming ``density`` when the map drawn has no two
+    distinct connected ends."""
     from scipy.ndimage import label
 
     from descentlab.planning.grid import random_map
     from descentlab.planning.search import astar
 
+    lo, hi = RANDOM_SIZE_RANGE
+    if not lo <= size <= hi:
+        raise InputError(f"must be in [{lo}, {hi}] (the navigator replans on the whole map), "
+                         f"got {size}", where="size")
+    if not 0 <= density < 1:
+        raise InputError(f"must be in [0, 1), got {density}", where="density")
     grid = random_map(size, size, density, seed)
     labels, n = label(~grid.occ)  # 4-connected components of free cells, (H, W) int
     if n == 0:
-        raise ValueError(f"random map seed {seed} has no free cell")
+        raise InputError(f"the random {size}x{size} map of seed {seed} at this density has no "
+                         f"free cell: lower it", where="density")
     biggest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
     cells = np.argwhere(labels == biggest)  # (F, 2)
     a, b = CORNER_PAIRS[seed % len(CORNER_PAIRS)]
@@ -62,6 +80,9 @@ def random_problem(seed: int, size: int = 64, density: float = 0.2) -> Problem:
         target = np.array(corner) * (size - 1)
         ends.append(tuple(int(v) for v in cells[np.argmin(((cells - target) ** 2).sum(1))]))
     start, goal = ends
+    if start == goal:
+        raise InputError(f"the random {size}x{size} map of seed {seed} at this density has no "
+                         f"two connected free cells for the ends: lower it", where="density")
     found = astar(grid.occ, start, goal)
     assert found is not None, "start and goal share a component"
     return Problem(grid, start, goal, found.length, f"random64-s{seed}")
@@ -74,23 +95,33 @@ def random_problems(n: int, seed: int, size: int = 64, density: float = 0.2) -> 
 
 def pair_problem(grid: GridMap, seed: int, min_length: float = 30.0) -> Problem:
     """Two seeded random free cells of ``grid``'s largest 4-connected component whose
-    optimal (A*) length is at least ``min_length``."""
+    optimal (A*) length is at least ``min_length``: the first of :data:`PAIR_TRIES` random
+    pairs that is. InputError naming ``min_length`` when none is (at once when no path in
+    the component can be that long: F cells hold no path longer than (F - 1)·√2)."""
     from scipy.ndimage import label
 
     from descentlab.planning.search import astar
 
+    if not math.isfinite(min_length):
+        raise InputError(f"must be a finite number, got {min_length}", where="min_length")
     labels, n = label(~grid.occ)  # 4-connected components, (H, W)
     if n == 0:
-        raise ValueError(f"map {grid.name} has no free cell")
+        raise InputError(f"map {grid.name} has no free cell", where="grid")
     biggest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
     cells = np.argwhere(labels == biggest)  # (F, 2)
+    longest = (len(cells) - 1) * math.sqrt(2)
+    if min_length > longest:
+        raise InputError(f"no path on map {grid.name} is {min_length:g} long: its largest "
+                         f"free component of {len(cells)} cells has none longer than "
+                         f"{longest:.1f}", where="min_length")
     rng = np.random.default_rng(seed)
-    for _ in range(1000 if len(cells) >= 2 else 0):
+    for _ in range(PAIR_TRIES if len(cells) >= 2 else 0):
         a, b = (tuple(int(v) for v in cells[i]) for i in rng.choice(len(cells), 2, replace=False))
         found = astar(grid.occ, a, b)
         if found is not None and found.length >= min_length:
             return Problem(grid, a, b, found.length, f"{grid.name}-{a[0]},{a[1]}-{b[0]},{b[1]}")
-    raise ValueError(f"no two cells at least {min_length} apart on map {grid.name}")
+    raise InputError(f"none of {PAIR_TRIES} random pairs of cells on map {grid.name} is at "
+                     f"least {min_length:g} apart: lower it", where="min_length")
 
 
 def _generated(make: Callable[[int], GridMap]) -> Callable[[int, int, float], list[Problem]]:
@@ -230,12 +261,23 @@ def _summaries(results: dict[str, list]) -> dict:
     return out
 
 
+def _check_planners(planners: Sequence[str]) -> None:
+    twice = sorted({p for p in planners if list(planners).count(p) > 1})
+    if twice:
+        raise InputError(f"{', '.join(map(repr, twice))} named more than once (each "
+                         f"planner runs once per problem)", where="planners")
+    if not planners:
+        raise InputError("no planner to run", where="planners")
+
+
 def run_bench(problems: Sequence[Problem], planners: Sequence[str], setup: BenchSetup,
               on_run: Callable[[str, int, object], None] | None = None,
               results: dict[str, list] | None = None) -> dict:
     """Every planner on every problem. Returns ``{"summary", "gradient_vs_<p>_length"
     (per other planner p), "runs"}`` (``runs``: one row of scalars per planner and
-    problem). The NavResults are appended to ``results[planner]`` when given."""
+    problem). The NavResults are appended to ``results[planner]`` when given. A planner
+    named twice is an InputError (``planners``): it would count each problem twice."""
+    _check_planners(planners)
     results = {p: [] for p in planners} if results is None else results
     mine: dict[str, list] = {p: [] for p in planners}
     rows = []
@@ -257,6 +299,7 @@ def run_groups(groups: dict[str, Sequence[Problem]], planners: Sequence[str], se
     the summaries over every run of every group (the same definitions as per group, e.g.
     the step-time median over all steps), ``per_map`` (each group's, without runs), and
     ``runs`` (every row, with its group under ``maps``)."""
+    _check_planners(planners)
     pooled: dict[str, list] = {p: [] for p in planners}
     per_map, rows = {}, []
     for name, problems in groups.items():

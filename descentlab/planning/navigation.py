@@ -538,9 +538,10 @@ def navigate(map_=None, start=None, goal=None, *, preset: str | None = None,
     nav = nav or NavConfig(**p.get("nav", {}))
     sensor_obj = make_sensor(sensor or p.get("sensor", DEFAULT_SENSOR), sensor_config)
     mapper_obj = make_mapper(mapper or p.get("mapper", DEFAULT_MAPPER), grid.shape, mapper_config)
-    navigator = make_navigator(planner, nav, planner_config, str(device), seed)
-    from descentlab.core.seeding import torch_threads
+    from descentlab.core.seeding import resolve_device, torch_threads
 
+    device = resolve_device(device)  # "auto", an unusable GPU: named before any work
+    navigator = make_navigator(planner, nav, planner_config, str(device), seed)
     with torch_threads(device):
         return run_loop(grid.occ, start, goal, sensor_obj, mapper_obj, navigator, nav,
                         rng=np.random.default_rng(seed), optimal=optimal, record=record,

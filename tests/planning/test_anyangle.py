@@ -21,6 +21,8 @@ from scipy.sparse.csgraph import dijkstra
 
 import descentlab.planning.anyangle as aa
 from descentlab.planning.anyangle import AnyAngleMap, anyangle_lengths, anyangle_path
+from descentlab.planning.discretize import anyangle_cells, cell_path_length, invalid_reason
+from descentlab.planning.grid import maze_map, random_map, rooms_map
 from descentlab.planning.search import astar
 
 SQRT2 = math.sqrt(2.0)
@@ -382,3 +384,112 @@ def test_movingai_arena2_below_octile_optimum():
         res = m.path(sc.start, sc.goal)
         assert math.dist(sc.start, sc.goal) - 1e-9 <= res.length <= sc.optimal_length + 1e-6
         assert res.length < sc.optimal_length or sc.optimal_length < 3
+
+
+# ----------------------------------------------------------------------- cell paths
+
+def _touches(points, cell) -> bool:
+    """Does the polyline meet the closed square of ``cell``? (Liang-Barsky, exact.)"""
+    lo = [F(c) - HALF for c in cell]
+    hi = [F(c) + HALF for c in cell]
+    pts = [(F(float(a)), F(float(b))) for a, b in np.asarray(points).tolist()]
+    for p, q in zip(pts, pts[1:] or pts):
+        t0, t1 = F(0), F(1)
+        for k in range(2):
+            d = q[k] - p[k]
+            if d == 0:
+                if not lo[k] <= p[k] <= hi[k]:
+                    t0, t1 = F(1), F(0)
+                continue
+            a, b = sorted(((lo[k] - p[k]) / d, (hi[k] - p[k]) / d))
+            t0, t1 = max(t0, a), min(t1, b)
+        if t0 <= t1:
+            return True
+    return False
+
+
+def _check_cells(occ, s, g, res):
+    cells = anyangle_cells(res.points, occ)
+    assert cells.dtype == np.int64 and cells.shape[1] == 2
+    assert invalid_reason(occ, cells, s, g) is None, (invalid_reason(occ, cells, s, g), occ, s, g)
+    assert tuple(cells[0]) == s and tuple(cells[-1]) == g
+    assert all(_touches(res.points, c) for c in cells.tolist()), (occ, s, g)
+    return cells
+
+
+# 20 seeded 10x10 maps at two densities, 3 mazes 11x11, 3 room maps 17x17; 8 plans on each
+_CELL_MAPS = ([random_map(10, 10, d, seed).occ for seed in range(12) for d in (0.2, 0.35)]
+              + [maze_map(5, seed).occ for seed in range(3)]
+              + [rooms_map(17, 4, seed).occ for seed in range(3)])
+
+
+def test_cells_of_every_plan_are_a_valid_octile_path():
+    # the lengths are those of the planner before anyangle_cells existed (pinned: the cells
+    # are derived from the polyline, the reported length stays the exact optimum)
+    plans, total = 0, 0.0
+    for k, occ in enumerate(_CELL_MAPS):
+        m = AnyAngleMap(occ)
+        free = np.argwhere(~occ)
+        rng = np.random.default_rng(k)
+        for _ in range(8):
+            s, g = (tuple(int(v) for v in c) for c in free[rng.choice(len(free), 2, replace=False)])
+            res = m.path(s, g)
+            if res is None:
+                continue
+            cells = _check_cells(occ, s, g, res)
+            oct_ = astar(occ, s, g)
+            # a valid cell path is a legal polyline, and no shorter than the octile optimum
+            assert res.length <= oct_.length + 1e-9 <= cell_path_length(cells) + 2e-9
+            plans += 1
+            total += res.length
+    assert plans == 213
+    assert total == pytest.approx(1598.8332713190482, abs=1e-9)
+
+
+def test_cells_where_the_path_grazes_a_corner():
+    # the detour bends at the corner (0.5, 0.5) of square (1,1): the supercover of
+    # (2,0) -> (0.5,0.5) ends in (1,1); the cells go round it by (1,0) and (0,0)
+    occ = np.zeros((3, 3), dtype=bool)
+    occ[1, 1] = True
+    res = anyangle_path(occ, (2, 0), (0, 1))
+    assert res.points.tolist() == [[2.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    assert _check_cells(occ, (2, 0), (0, 1), res).tolist() == [[2, 0], [1, 0], [0, 0], [0, 1]]
+    # through the corner point of one blocked square, either way round: no octile diagonal
+    for blocked, via in (((0, 1), (1, 0)), ((1, 0), (0, 1))):
+        occ = np.zeros((3, 3), dtype=bool)
+        occ[blocked] = True
+        res = anyangle_path(occ, (0, 0), (1, 1))
+        assert res.points.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+        assert _check_cells(occ, (0, 0), (1, 1), res).tolist() == [[0, 0], list(via), [1, 1]]
+
+
+def test_cells_where_the_path_runs_along_an_obstacle_edge():
+    # a bar (1,1)..(1,3) under a free row: the path slides along its top edge, row line 0.5,
+    # where the supercover picks row 1 (the bar); the cells keep to row 0
+    occ = np.zeros((2, 5), dtype=bool)
+    occ[1, 1:4] = True
+    res = anyangle_path(occ, (1, 0), (1, 4))
+    assert res.points.tolist() == [[1.0, 0.0], [0.5, 0.5], [0.5, 3.5], [1.0, 4.0]]
+    assert res.length == pytest.approx(3 + SQRT2, abs=1e-12)
+    cells = _check_cells(occ, (1, 0), (1, 4), res)
+    assert cells.tolist() == [[1, 0], [0, 0], [0, 1], [0, 2], [0, 3], [0, 4], [1, 4]]
+    # the same along a vertical edge, and with a free cell on both sides of the line
+    assert _check_cells(occ.T.copy(), (0, 1), (4, 1),
+                        anyangle_path(occ.T.copy(), (0, 1), (4, 1))).tolist() == \
+        [[0, 1], [0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [4, 1]]
+    free = np.zeros((3, 3), dtype=bool)
+    pts = np.array([[0.0, 0.0], [0.5, 0.5], [0.5, 2.5], [1.0, 2.0]])
+    assert invalid_reason(free, anyangle_cells(pts, free), (0, 0), (1, 2)) is None
+
+
+def test_cells_of_an_illegal_polyline_raise():
+    occ = np.zeros((3, 3), dtype=bool)
+    occ[1, 1] = True
+    with pytest.raises(ValueError, match="no free cell"):
+        anyangle_cells(np.array([[1.0, 0.0], [1.0, 2.0]]), occ)  # through (1,1)
+    pinch = np.array([[False, True], [True, False]])  # (0,0) -> (1,1) through (0.5, 0.5)
+    with pytest.raises(ValueError, match="squeezes"):
+        anyangle_cells(np.array([[0.0, 0.0], [1.0, 1.0]]), pinch)
+    with pytest.raises(ValueError, match="half-integer"):
+        anyangle_cells(np.array([[0.0, 0.0], [0.3, 1.0]]), occ)
+    assert anyangle_cells(np.array([[2.0, 2.0]]), occ).tolist() == [[2, 2]]

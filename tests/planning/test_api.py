@@ -49,13 +49,44 @@ def test_errors_name_the_argument_not_a_flag():
     with pytest.raises(InputError) as e:
         plan("note", (0, 0), (19, 10), planner="gradient-astar-init", preset="note")
     assert e.value.where == "preset"
+    for bad in ("0,0", (0.9, 0.9), (0, 0, 1), (float("nan"), 0), None):
+        with pytest.raises(InputError, match="pair of integers") as e:
+            plan("note", bad, (19, 10))
+        assert e.value.where == "start"
+    assert plan("note", (0.0, np.int64(0)), (19, 10), references=False).valid  # integral
 
 
 def test_init_names_its_preset_and_the_recorded_preset_is_the_one_run():
+    from descentlab.planning import PlannerConfig
+
     res = plan("note", (0, 0), (19, 10), init="line", coarse_iters=50, fine_iters=50)
     assert res.preset == "line" and res.config.init == "line"
     seeded = plan("note", (0, 0), (19, 10), planner="gradient-astar-init")
     assert seeded.preset == "astar" and seeded.config.init == "astar"
+    own = plan("note", (0, 0), (19, 10), config=PlannerConfig(fine_iters=5), references=False)
+    assert own.preset is None and own.config.fine_iters == 5  # a config of its own: no preset
+    # what would not run as recorded is refused, naming the argument
+    for kw, where in ((dict(preset="note", config=PlannerConfig()), "config"),
+                      (dict(config=PlannerConfig(), fine_itres=3), "fine_itres"),
+                      (dict(planner="gradient-astar-init", init="line"), "init")):
+        with pytest.raises(InputError) as e:
+            plan("note", (0, 0), (19, 10), **kw)
+        assert e.value.where == where
+
+
+def test_devices_are_resolved_and_batches_checked_like_every_argument():
+    res = plan("note", (0, 0), (19, 10), device="auto", references=False)
+    assert res.valid  # "auto" is the CPU here (or the GPU where there is one)
+    assert navigate(preset="note", device="auto").success
+    for call in (lambda: plan("note", (0, 0), (19, 10), device="mps"),
+                 lambda: navigate(preset="note", device="mps")):
+        with pytest.raises(InputError) as e:
+            call()
+        assert e.value.where == "device"
+    with pytest.raises(InputError, match="1 goals for 3 starts") as e:
+        plan_many("note", [(0, 0), (5, 0), (3, 3)], [(19, 10)])
+    assert e.value.where == "goals"
+    assert plan_many("note", [], []) == []
 
 
 def test_a_plan_on_a_512_map_finishes():

@@ -19,8 +19,8 @@ from tests.fuzzing import FUZZ, _clean, files_of, mutated  # noqa: E402
 
 VALID_MAP = b"type octile\nheight 4\nwidth 5\nmap\n.....\n.@@..\n..T..\n.....\n"
 VALID_TXT = b".....\n.@@..\n.....\n"
-VALID_SCEN = (b"version 1\n0\tm.map\t5\t4\t0\t0\t4\t3\t4.82842712\n"
-              b"0\tm.map\t5\t4\t1\t0\t3\t2\t3.41421356\n")
+VALID_SCEN = (b"version 1\n0\tm.map\t5\t4\t0\t0\t4\t3\t6.41421356\n"  # the A* optima
+              b"0\tm.map\t5\t4\t1\t0\t3\t2\t4.00000000\n")
 
 
 def _npy(arr) -> bytes:

@@ -112,6 +112,13 @@ def test_scenarios_parse_x_as_column_y_as_row(tmp_path):
     ("version 1\n0\tsmall.map\t4\t3\t0\t0\t4\t0\t2.0\n", 2, "goal (x=4, y=0) is outside"),
     ("version 1\n0\tsmall.map\t4\t3\t1\t1\t2\t0\t2.0\n", 2, "start (x=1, y=1) is an obstacle"),
     ("version 1\n0\tsmall.map\t5\t3\t0\t0\t2\t0\t2.0\n", 2, "is for a 5x3"),
+    # an optimal length that cannot be: zero between distinct ends, below the straight line
+    ("version 1\n0\tsmall.map\t4\t3\t0\t0\t2\t0\t2.0\n0\tsmall.map\t4\t3\t0\t0\t3\t1\t0\n", 3,
+     "optimal_length must be > 0 between distinct start and goal"),
+    ("version 1\n0\tsmall.map\t4\t3\t0\t0\t2\t0\t1.9\n", 2,
+     "optimal_length 1.9 is below the straight-line distance 2.00000000"),
+    ("version 1\n0\tother.map\t4\t3\t0\t0\t2\t0\t2.0\n", 2,
+     "scenario is for map 'other.map', not map 'small'"),
 ])
 def test_malformed_scenarios_name_file_and_line(tmp_path, text, line, words):
     g = load_map(_write(tmp_path, "small.map", SMALL_MAP))
@@ -119,6 +126,33 @@ def test_malformed_scenarios_name_file_and_line(tmp_path, text, line, words):
     err = _error(load_scenarios, p, g)
     assert err.where == f"{p}:{line}"
     assert words in err.message
+
+
+def test_scenario_rows_name_the_map_by_its_file_name_alone(tmp_path):
+    # The map column is a relative file name: a folder before it (either slash) is no
+    # other map; another file name is, even in the same folder.
+    g = load_map(_write(tmp_path, "small.map", SMALL_MAP))
+    row = "\t4\t3\t0\t2\t3\t1\t4.41421356\n"
+    for name in ("maps/small.map", "maps\\dao\\small.map", "small.map"):
+        sc = load_scenarios(_write(tmp_path, "ok.scen", f"version 1\n0\t{name}{row}"), g)
+        assert [s.map for s in sc] == [name]
+    for name in ("maps/other.map", "small2.map", "maps/small.map/other.map"):
+        p = _write(tmp_path, "bad.scen", f"version 1\n0\tsmall.map{row}0\t{name}{row}")
+        err = _error(load_scenarios, p, g)
+        assert err.where == f"{p}:3" and f"for map {name!r}" in err.message
+
+
+def test_optimal_lengths_rounded_to_8_decimals_load_and_shorter_ones_do_not(tmp_path):
+    # One diagonal step is sqrt(2) = 1.41421356237... long: MovingAI writes
+    # 1.41421356, a hair below it, which is fine; 1.414 is not a length any path can have.
+    g = load_map(_write(tmp_path, "small.map", SMALL_MAP))
+    row = "0\tsmall.map\t4\t3\t2\t0\t3\t1\t{}\n"  # (row 0, col 2) -> (1, 3)
+    p = _write(tmp_path, "ok.scen", "version 1\n" + row.format("1.41421356"))
+    assert load_scenarios(p, g)[0].optimal_length == 1.41421356
+    p = _write(tmp_path, "bad.scen", "version 1\n" + row.format("1.414"))
+    err = _error(load_scenarios, p, g)
+    assert err.where == f"{p}:2" and "below the straight-line distance" in err.message
+    assert "below the straight-line" in _error(load_scenarios, p, None).message  # no map
 
 
 def test_png_dark_is_obstacle(tmp_path):

@@ -392,3 +392,107 @@ def test_nav_bench_json_records_every_setting(tmp_path):
     assert cfg["nav"]["unknown_from_seen"] is False and cfg["sensor_config"]["radius"] > 0
     assert set(res["summary"]) == {"astar", "astar_back"}
     assert not any(k.startswith("gradient_vs_") for k in res)  # no gradient run: no ratio
+
+
+def test_generated_problems_that_cannot_be_built_name_their_argument():
+    from descentlab.core.errors import InputError
+    from descentlab.planning.grid import GridMap, maze_map
+    from descentlab.planning.nav_bench import RANDOM_SIZE_RANGE, pair_problem
+
+    def where(fn, *args):
+        with pytest.raises(InputError) as info:
+            fn(*args)
+        return info.value.where
+
+    assert where(random_problem, 0, 4, 0.95) == "density"  # no free cell at all
+    assert where(random_problem, 0, RANDOM_SIZE_RANGE[1] + 1) == "size"  # before any memory
+    assert where(random_problem, 0, 200000) == "size"
+    assert where(random_problem, 0, 3) == "size"
+    assert where(random_problem, 0, 16, 1.0) == "density"
+    maze = maze_map(40, 0)
+    assert where(pair_problem, maze, 0, 1e9) == "min_length"  # longer than any path there
+    assert where(pair_problem, maze, 0, math.nan) == "min_length"
+    # 3x3 free: no two cells are 3 apart (the corners are 2·√2), though 8 cells could hold a
+    # path that long: every random pair is tried, then the error names min_length
+    assert where(pair_problem, GridMap(np.zeros((3, 3), bool), "open3"), 0, 3.0) == "min_length"
+    assert where(pair_problem, GridMap(np.ones((3, 3), bool), "walls"), 0, 1.0) == "grid"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["navigate", "--map", "random", "--size", "4", "--density", "0.95"],
+     "--density: the random 4x4 map of seed 0 at this density has no free cell"),
+    (["navigate", "--map", "random", "--size", "200000"], "--size: must be in [4, 1024]"),
+    (["nav-bench", "--maps", "maze81", "--n", "1", "--min-length", "1e9", "--planners",
+      "astar"], "--min-length: no path on map maze81-s0 is 1e+09 long"),
+    (["nav-bench", "--n", "1", "--planners", "astar", "astar"],
+     "--planners: 'astar' named more than once"),
+])
+def test_cli_problems_that_cannot_be_built_are_one_line_exit_2(tmp_path, capsys, argv, words):
+    out = tmp_path / "r.json"
+    assert main([*argv, "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not out.exists()
+
+
+def test_a_planner_named_twice_is_refused():
+    # It would run twice on every problem and count each twice in its summary.
+    from descentlab.core.errors import InputError
+    from descentlab.planning.mapping import LogOddsConfig
+    from descentlab.planning.nav_bench import BenchSetup, run_bench, run_groups
+
+    setup = BenchSetup("ray", RaySensorConfig(), "logodds", LogOddsConfig(), NavConfig())
+    probs = [random_problem(0, 12)]
+    for run in (lambda: run_bench(probs, ["astar", "astar_back", "astar"], setup),
+                lambda: run_groups({"a": probs}, ["astar", "astar"], setup)):
+        with pytest.raises(InputError) as info:
+            run()
+        assert info.value.where == "planners" and "'astar' named more than once" in str(info.value)
+
+
+def test_harmonic_with_the_default_planner_preset_says_how(capsys):
+    # The default (nav) preset's risk 10 needs the screened potential; the user never typed
+    # --planner-risk, so the error says where the value comes from and what to pass.
+    from descentlab.cli.navigation import _planner_config, build_navigate_parser
+
+    assert main(["navigate", "--planner-potential", "harmonic", "--out", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--planner-risk 0.0" in err[0], err
+    parser = build_navigate_parser()
+    args = parser.parse_args(["--planner-potential", "harmonic"])
+    with pytest.raises(ValueError) as info:
+        _planner_config(args)
+    assert ("risk 10.0 comes from the planner preset 'nav': pass --planner-risk 0.0"
+            in str(info.value))
+    cfg = _planner_config(parser.parse_args(["--planner-potential", "harmonic",
+                                             "--planner-risk", "0"]))
+    assert cfg.potential == "harmonic" and cfg.risk == 0 and cfg.fine_iters == 10  # nav's
+
+
+def test_navigation_help_comes_from_the_registries(monkeypatch):
+    from descentlab.cli.navigation import build_navigate_parser
+    from descentlab.planning.mapping import MAPPERS
+    from descentlab.planning.navigation import NAV_PRESETS, NAVIGATORS
+    from descentlab.planning.sensors import SENSORS
+
+    @dataclasses.dataclass
+    class ToyConfig:
+        """A toy config of this test."""
+
+    class ToyNavigator:
+        """A toy navigator of this test."""
+
+    monkeypatch.setitem(SENSORS, "toysensor", (ToyConfig, object))
+    monkeypatch.setitem(MAPPERS, "toymapper", (ToyConfig, object))
+    monkeypatch.setitem(NAVIGATORS, "toynav", ToyNavigator)
+    monkeypatch.setitem(NAV_PRESETS, "toypreset", {"sensor": "toysensor", "nav": {"k": 2}})
+    helps = {a.option_strings[0]: a.help for a in build_navigate_parser()._actions
+             if a.option_strings}
+    assert "toysensor: A toy config of this test" in helps["--sensor"]
+    assert "preset toypreset: toysensor" in helps["--sensor"]
+    assert "toymapper: A toy config of this test" in helps["--mapper"]
+    assert "toynav: A toy navigator of this test" in helps["--planner"]
+    assert "toypreset: sensor toysensor, k 2" in helps["--preset"]
+    for flag, registry in (("--sensor", SENSORS), ("--mapper", MAPPERS),
+                           ("--planner", NAVIGATORS), ("--preset", NAV_PRESETS)):
+        assert all(f"{name}: " in helps[flag] for name in registry), flag
