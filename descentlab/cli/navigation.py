@@ -117,6 +117,16 @@ def run_navigate(args: argparse.Namespace) -> dict:
     grid, start, goal, optimal = _problem(args)
     sensor_cfg, mapper_cfg, nav = _sensor_config(args), _mapper_config(args), _nav_config(args)
     planner_cfg = _planner_config(args) if args.planner == "gradient" else None
+    if planner_cfg is None:  # a baseline plans without the gradient planner's options
+        from descentlab.cli.planning import user_fields
+        from descentlab.planning.planner import PlannerConfig
+
+        given = [args.config_flags[f"PlannerConfig.{k}"] for k in
+                 user_fields(PlannerConfig, args, prefix="planner_")]
+        given += ["--planner-preset"] * (args.planner_preset is not None)
+        if given:
+            raise InputError(f"planner {args.planner!r} takes no planner options, got "
+                             f"{', '.join(given)}", where="--planner")
     record = bool(args.out)
     with progress(total=step_limit(nav, optimal), desc=f"navigate {grid.name}") as bar:
         res = navigate(grid, start, goal, sensor=args.sensor, mapper=args.mapper,

@@ -496,3 +496,12 @@ def test_navigation_help_comes_from_the_registries(monkeypatch):
     for flag, registry in (("--sensor", SENSORS), ("--mapper", MAPPERS),
                            ("--planner", NAVIGATORS), ("--preset", NAV_PRESETS)):
         assert all(f"{name}: " in helps[flag] for name in registry), flag
+
+
+@pytest.mark.parametrize("extra, flag", [(["--planner-lr", "0.5"], "--planner-lr"),
+                                         (["--planner-preset", "line"], "--planner-preset")])
+def test_a_baseline_navigator_refuses_gradient_planner_flags(extra, flag, capsys):
+    assert main(["navigate", "--preset", "note", "--planner", "astar", "--out", "", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"descentlab navigate: error: --planner: planner 'astar' takes no planner "
+                   f"options, got {flag}"]
