@@ -99,14 +99,17 @@ def _probe_site(sentences: list[str]) -> tuple[int, re.Match] | None:
 
 
 def _end(sentence: str, m: re.Match) -> str:
-    """What follows the year: a punctuation mark, else a space and the next word."""
+    """What follows the year: a punctuation mark, else a space and the next word (or, when
+    that starts with a mark, the mark: " (" for "1822 (…", never a bare space)."""
     rest = sentence[m.end():]
     if not rest:
         return ""
     if not rest[0].isspace():
         return rest[0]
     word = rest.split()[0] if rest.split() else ""
-    return " " + re.match(r"[\w'-]*", word).group(0) if word else ""
+    if not word:
+        return ""
+    return " " + (re.match(r"[\w'-]*", word).group(0) or word[0])
 
 
 def _other_years(year: int, n: int, rng: np.random.Generator,

@@ -31,6 +31,9 @@ def test_sentences_probe_site_and_end():
     assert _end(m.string, m) == ","
     text = "from 1830 to 1848"
     assert _end(text, re.search("1830", text)) == " to" and _end(text, re.search("1848", text)) == ""
+    for text, end in (("from 1822 (in Paris)", " ("), ("in 1822 \u2014 and", " \u2014"),
+                      ("in 1822   ", "")):
+        assert _end(text, re.search("1822", text)) == end
 
 
 def test_wiki_world_splits_articles_and_edits_years(tmp_path):
