@@ -433,6 +433,9 @@ def _check_scenario(sc: Scenario, grid: GridMap | None, where: str) -> None:
     if sc.start != sc.goal and length <= 0:
         raise InputError(f"optimal_length must be > 0 between distinct start and goal, got "
                          f"{length}", where=where)
+    if sc.start == sc.goal and length > LENGTH_TOLERANCE:
+        raise InputError(f"optimal_length must be 0 when start and goal are the same cell, "
+                         f"got {length}", where=where)
     if length < straight - LENGTH_TOLERANCE:
         raise InputError(f"optimal_length {length} is below the straight-line distance "
                          f"{straight:.8f} between start and goal: impossible", where=where)

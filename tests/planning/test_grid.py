@@ -119,6 +119,8 @@ def test_scenarios_parse_x_as_column_y_as_row(tmp_path):
      "optimal_length 1.9 is below the straight-line distance 2.00000000"),
     ("version 1\n0\tother.map\t4\t3\t0\t0\t2\t0\t2.0\n", 2,
      "scenario is for map 'other.map', not map 'small'"),
+    ("version 1\n0\tsmall.map\t4\t3\t0\t0\t0\t0\t3.5\n", 2,
+     "optimal_length must be 0 when start and goal are the same cell, got 3.5"),
 ])
 def test_malformed_scenarios_name_file_and_line(tmp_path, text, line, words):
     g = load_map(_write(tmp_path, "small.map", SMALL_MAP))
