@@ -7,7 +7,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from descentlab.cli.options import add_config_args, config_from_args
+from descentlab.cli.options import (
+    add_config_args,
+    config_from_args,
+    registry_help,
+    summary,
+    user_fields,
+)
 from descentlab.core.errors import EXIT_FAILED, InputError
 from descentlab.core.outputs import folder
 
@@ -57,7 +63,7 @@ def _default_planner_preset() -> str:
 def _planner_config(args):
     """The gradient planner's config: --planner-preset (default: the navigator's), with the
     user's --planner-* flags on top; a preset value that clashes with them is named."""
-    from descentlab.cli.planning import preset_config, user_fields
+    from descentlab.cli.planning import preset_config
     from descentlab.planning.navigation import default_planner_config
     from descentlab.planning.planner import PRESETS, PlannerConfig
 
@@ -118,7 +124,6 @@ def run_navigate(args: argparse.Namespace) -> dict:
     sensor_cfg, mapper_cfg, nav = _sensor_config(args), _mapper_config(args), _nav_config(args)
     planner_cfg = _planner_config(args) if args.planner == "gradient" else None
     if planner_cfg is None:  # a baseline plans without the gradient planner's options
-        from descentlab.cli.planning import user_fields
         from descentlab.planning.planner import PlannerConfig
 
         given = [args.config_flags[f"PlannerConfig.{k}"] for k in
@@ -268,7 +273,6 @@ def _preset_says(key: str) -> str:
 
 
 def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
-    from descentlab.cli.planning import registry_help, summary
     from descentlab.planning.mapping import DEFAULT_MAPPER, MAPPERS
     from descentlab.planning.navigation import NavConfig
     from descentlab.planning.planner import PRESETS, PlannerConfig
@@ -296,7 +300,6 @@ def _add_shared_args(p: argparse.ArgumentParser, *, bench: bool) -> None:
 def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``navigate`` flags."""
     from descentlab.cli.main import ArgumentParser, add_common_args
-    from descentlab.cli.planning import registry_help
     from descentlab.planning.navigation import NAVIGATORS
 
     p = parser or ArgumentParser(prog="descentlab navigate")
@@ -331,7 +334,6 @@ def build_navigate_parser(parser: argparse.ArgumentParser | None = None) -> argp
 
 def register(sub: argparse._SubParsersAction) -> None:
     from descentlab.cli.main import add_common_args
-    from descentlab.cli.planning import registry_help
     from descentlab.planning.nav_bench import PROBLEM_SETS
     from descentlab.planning.navigation import NAVIGATORS
 

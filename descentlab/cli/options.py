@@ -76,17 +76,34 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = ""
     parser.set_defaults(config_flags=flags)
 
 
+def summary(obj) -> str:
+    """The first paragraph of ``obj``'s docstring on one line, without its final period or
+    reStructuredText literal quotes."""
+    first = (obj.__doc__ or "").strip().split("\n\n")[0].replace("``", "")
+    return " ".join(first.split()).rstrip(".")
+
+
+def registry_help(registry: dict, describe=summary, sep: str = "; ") -> str:
+    """``name: description`` of every entry of a registry (``describe(value)``), for a
+    flag's help: built from the registry, so it lists exactly its choices."""
+    return sep.join(f"{name}: {describe(value)}" for name, value in registry.items())
+
+
+def user_fields(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The fields of config ``cls`` whose flags the user set: {field: value}."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(args, prefix + f.name, None) if f.metadata.get("flag", True) else None
+        if v is not None:
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return values
+
+
 def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "",
                      base: C | None = None) -> C:
     """Build ``cls`` from parsed args: flags the user set override ``base`` (or defaults)."""
     values = dataclasses.asdict(base) if base is not None else {}
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("flag", True):
-            continue
-        v = getattr(args, prefix + f.name, None)
-        if v is not None:
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**values)
+    return cls(**{**values, **user_fields(cls, args, prefix)})
 
 
 def flag_for(args: argparse.Namespace, where: str | None) -> str | None:

@@ -7,33 +7,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from descentlab.cli.options import add_config_args, flag_for
+from descentlab.cli.options import add_config_args, flag_for, registry_help, user_fields
 from descentlab.core.config import ConfigError, field_default
 from descentlab.core.errors import EXIT_FAILED, InputError
 from descentlab.core.outputs import folder
-
-
-def summary(obj) -> str:
-    """The first paragraph of ``obj``'s docstring on one line, without its final period or
-    reStructuredText literal quotes."""
-    first = (obj.__doc__ or "").strip().split("\n\n")[0].replace("``", "")
-    return " ".join(first.split()).rstrip(".")
-
-
-def registry_help(registry: dict, describe=summary, sep: str = "; ") -> str:
-    """``name: description`` of every entry of a registry (``describe(value)``), for a
-    flag's help: built from the registry, so it lists exactly its choices."""
-    return sep.join(f"{name}: {describe(value)}" for name, value in registry.items())
-
-
-def user_fields(cls: type, args: argparse.Namespace, prefix: str = "") -> dict:
-    """The fields of config ``cls`` whose flags the user set: {field: value}."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        v = getattr(args, prefix + f.name, None) if f.metadata.get("flag", True) else None
-        if v is not None:
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    return values
 
 
 def preset_config(build, overrides: dict, base, preset: str, args: argparse.Namespace):
