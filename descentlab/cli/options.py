@@ -83,10 +83,10 @@ def summary(obj) -> str:
     return " ".join(first.split()).rstrip(".")
 
 
-def registry_help(registry: dict, describe=summary, sep: str = "; ") -> str:
+def registry_help(registry: dict, describe=summary) -> str:
     """``name: description`` of every entry of a registry (``describe(value)``), for a
     flag's help: built from the registry, so it lists exactly its choices."""
-    return sep.join(f"{name}: {describe(value)}" for name, value in registry.items())
+    return "; ".join(f"{name}: {describe(value)}" for name, value in registry.items())
 
 
 def user_fields(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:

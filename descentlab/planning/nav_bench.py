@@ -230,7 +230,10 @@ def _both_solved(runs_a: Sequence, runs_b: Sequence) -> tuple[np.ndarray, np.nda
 
 def length_ratio_between(runs_a: Sequence, runs_b: Sequence) -> float:
     """Mean travelled length of ``a`` over that of ``b`` on the problems both solved."""
-    la, lb = _both_solved(runs_a, runs_b)
+    return _ratio_of_means(*_both_solved(runs_a, runs_b))
+
+
+def _ratio_of_means(la: np.ndarray, lb: np.ndarray) -> float:
     return float(la.mean() / lb.mean()) if len(la) else math.nan
 
 
@@ -255,9 +258,9 @@ def _summaries(results: dict[str, list]) -> dict:
     if "gradient" in results:
         for p in results:
             if p != "gradient":
-                pair = results["gradient"], results[p]
-                out[f"gradient_vs_{p}_length"] = length_ratio_between(*pair)
-                out[f"gradient_vs_{p}_length_ci95"] = list(ratio_interval(*_both_solved(*pair)))
+                la, lb = _both_solved(results["gradient"], results[p])
+                out[f"gradient_vs_{p}_length"] = _ratio_of_means(la, lb)
+                out[f"gradient_vs_{p}_length_ci95"] = list(ratio_interval(la, lb))
     return out
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from descentlab.core.config import check_config, field_error, option
+from descentlab.core.seeding import resolve_device
 from descentlab.planning import objective as obj
 from descentlab.planning.cache import per_map
 from descentlab.planning.discretize import (
@@ -228,7 +229,7 @@ class GradientPlanner:
     def __init__(self, config: PlannerConfig | None = None, device: str | torch.device = "cpu",
                  seed: int = 0):
         self.cfg = config or PlannerConfig()
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # "auto", an unusable GPU: named here
         self.seed = seed
 
     # ------------------------------------------------------------------ public API

@@ -195,8 +195,8 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
 
     tcfg = dataclasses.replace(train_config or TrainConfig(), seed=seed)
     # what a resume must match besides the TrainConfig: the caller's settings, the starting
-    # model (before the loop loads the checkpoint into it; only hashed when there is a
-    # checkpoint) and its tokenizer (the experiment trains it on texts its config picks),
+    # model (before the loop loads the checkpoint into it; hashed only when there is an
+    # output folder, so a checkpoint to compare) and its tokenizer (the experiment trains it on texts its config picks),
     # the objective, the data and the retriever (its kind and parameters; closed_book never
     # retrieves, so none)
     retr = None
@@ -204,7 +204,7 @@ def train_model(model: Any, tokenizer: Any, corpus: Corpus, trainable, retriever
         retr = {"kind": type(retriever).__name__, **dict(getattr(retriever, "params", {}))}
     settings = {**(settings or {}),
                 "model": start_fingerprint(model) if out_dir is not None else None,
-                "tokenizer": tokenizer_fingerprint(tokenizer),
+                "tokenizer": tokenizer_fingerprint(tokenizer) if out_dir is not None else None,
                 "objective": dataclasses.asdict(objective), "corpus": corpus.fingerprint,
                 "targets": hashlib.sha256(np.packbits(trainable)).hexdigest(),
                 "retriever": retr}

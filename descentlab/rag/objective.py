@@ -208,7 +208,6 @@ class RagData:
         check_splittable(self.doc_ids, corpus.ids)
         self.bos = tokenizer.bos_token_id
         self.sep = tokenizer.eos_token_id
-        self.max_length = max_length
         self.cache = RetrievalCache()
         self._epochs: dict[int, tuple[EpochPlan, np.ndarray, np.ndarray | None]] = {}
         first = self.plan(0)
